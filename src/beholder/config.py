@@ -1,0 +1,124 @@
+"""Typed configuration of an aesthetic model: backbone, prompts, heads, preprocessing and score scale.
+
+A ModelConfig is written next to the weights as `beholder.json`, so a model folder carries everything needed
+to score with it. Model variants (HumanAesExpert, ArtiMuse-style token-as-score, Q-Align-style levels) are
+different ModelConfig values, never different classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from beholder.images import PreprocessConfig
+from beholder.standard import LEVELS
+
+CONFIG_NAME = "beholder.json"
+FORMAT_VERSION = 1
+
+INTERNVL2_SYSTEM = "You are an AI assistant whose name is InternLM (书生·浦语)."
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """The chat around the image. The image prefix (system turn + image) is shared by every question."""
+
+    template: str = "internvl2"  # chat template name, see beholder.model.prompts.TEMPLATES
+    system: str = INTERNVL2_SYSTEM  # system message ("" for none)
+    question: str = "Rate the aesthetics of this human picture."  # overall question (fast path, LM + regression)
+    answer_prefix: str = "The aesthetics of the human image is"  # assistant text before the scored token
+    expert_question: str = "Rate the aesthetics of this human picture from 12 different dimensions."
+    expert_answer_prefix: str = ""  # the Expert head reads the last position of this (12-dim) turn
+
+
+@dataclass(frozen=True)
+class LevelHeadConfig:
+    """Expected value over the next-token distribution restricted to a few tokens, read at the last position."""
+
+    tokens: tuple[str, ...] = tuple(" " + level for level in LEVELS)  # each must encode to exactly one token
+    weights: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)  # value of each token; S = sum(w_i * softmax_i)
+
+
+@dataclass(frozen=True)
+class ExpertHeadConfig:
+    ffn_hidden: int = 16  # width of each parent FFN (children -> hidden -> 1); 0 makes each parent a Linear
+
+
+@dataclass(frozen=True)
+class MetaVoterConfig:
+    hidden: int = 16  # MLP width: Linear(3, hidden) -> BatchNorm1d -> ReLU -> Linear(hidden, 1)
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    level: LevelHeadConfig | None = field(default_factory=LevelHeadConfig)
+    regression: bool = True  # Linear(hidden_size, 1) on the last hidden state
+    expert: ExpertHeadConfig | None = field(default_factory=ExpertHeadConfig)
+    metavoter: MetaVoterConfig | None = field(default_factory=MetaVoterConfig)
+    fast: str = "regression"  # which head gives the one-pass score: "level" | "regression" | "mean" (of both)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str  # preset or user name, shown in provenance
+    backbone: str  # adapter name: "internvl" | "qwen2_vl" | "qwen2_5_vl" | "qwen3_vl"
+    scale: tuple[float, float] = (0.0, 1.0)  # native score scale; heads work in [0, 1] and are mapped onto it
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    hub_id: str | None = None  # where the weights come from, for provenance
+    license: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def has_full(self) -> bool:
+        """Full scoring (12 dimensions + MetaVoter) needs the expert head and the voter."""
+        return self.heads.expert is not None and self.heads.metavoter is not None
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        version = data.get("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise ValueError(f"model config format {version} is newer than this beholder understands; upgrade")
+        return _build(cls, data)
+
+    def save(self, folder: str | Path) -> None:
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+        (Path(folder) / CONFIG_NAME).write_text(text + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ModelConfig:
+        return cls.from_dict(json.loads((Path(folder) / CONFIG_NAME).read_text(encoding="utf-8")))
+
+
+def _build(kind: Any, value: Any) -> Any:
+    """Rebuild a (possibly nested, possibly optional) dataclass value from its JSON form."""
+    if value is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        return _build(options[0], value)
+    if origin is tuple:
+        args = typing.get_args(kind)
+        item = args[0] if args else Any
+        return tuple(_build(item, v) for v in value)
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind)}
+        unknown = set(value) - names
+        if unknown:
+            raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
+        return kind(**{k: _build(hints[k], v) for k, v in value.items()})
+    return value

@@ -1,0 +1,172 @@
+"""AestheticModel: one VLM backbone + the aesthetic heads + the prompts of its preset.
+
+Scoring paths (B images of one batch key, so every row has the same prompt length and no padding is needed):
+  fast: one forward over [prefix | overall question]             -> level + regression heads
+  full: one forward over [prefix] keeping its KV cache,
+        then [overall question] and [12-dim question] on top of it -> level, regression, expert, MetaVoter
+Only the LM-head rows of the tokens the level head reads are multiplied, never the (B, vocab) logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from beholder.config import ModelConfig
+from beholder.model.backbones import Backbone, Visual, adapter_for
+from beholder.model.heads import AestheticHeads
+from beholder.model.prompts import get_template, prefix_texts, suffix_text
+
+
+@dataclass
+class HeadOutputs:
+    """Per-image head scores, each (B,) in [0, 1] unless noted."""
+
+    lm: torch.Tensor | None = None  # S'_LM, the level head's expectation min-max normalised
+    lm_native: torch.Tensor | None = None  # S_LM on the level weights' own scale (1..5, 0..100)
+    regression: torch.Tensor | None = None
+    expert: torch.Tensor | None = None  # the expert head's overall (12th) score
+    dimensions: torch.Tensor | None = None  # (B, 12) expert scores, official order
+    metavoter: torch.Tensor | None = None
+
+    def named(self) -> dict[str, torch.Tensor]:
+        names = ("lm", "regression", "expert", "metavoter")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+class AestheticModel(nn.Module):
+    def __init__(self, hf_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.hf_model = hf_model
+        self.backbone: Backbone = adapter_for(config.backbone)(hf_model, config.preprocess)
+        level_ids = self._single_token_ids(config.heads.level.tokens) if config.heads.level else None
+        self.heads = AestheticHeads(self.backbone.hidden_size, config.heads, level_ids)
+        self.template = get_template(config.prompt.template)
+        if tokenizer.convert_tokens_to_ids(self.template.image_token) != self.backbone.image_token_id:
+            raise ValueError(
+                f"template image token {self.template.image_token!r} is not the model's image_token_id "
+                f"{self.backbone.image_token_id}"
+            )
+
+    # ---- prompt ids --------------------------------------------------------------------------------------------
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _single_token_ids(self, texts: tuple[str, ...]) -> list[int]:
+        ids = []
+        for text in texts:
+            encoded = self._encode(text)
+            if len(encoded) != 1:
+                raise ValueError(f"level token {text!r} encodes to {len(encoded)} tokens {encoded}; it must be one")
+            ids.append(encoded[0])
+        return ids
+
+    def prefix_ids(self, n_image_tokens: int) -> tuple[int, ...]:
+        """Shared prefix: system turn, user turn start, image placeholders."""
+        head, tail = self._prefix_parts
+        return head + (self.backbone.image_token_id,) * n_image_tokens + tail
+
+    @cached_property
+    def _prefix_parts(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        head, tail = prefix_texts(self.template, self.config.prompt.system)
+        return tuple(self._encode(head)), tuple(self._encode(tail))
+
+    @cached_property
+    def question_ids(self) -> tuple[int, ...]:
+        prompt = self.config.prompt
+        return tuple(self._encode(suffix_text(self.template, prompt.question, prompt.answer_prefix)))
+
+    @cached_property
+    def expert_question_ids(self) -> tuple[int, ...]:
+        prompt = self.config.prompt
+        return tuple(self._encode(suffix_text(self.template, prompt.expert_question, prompt.expert_answer_prefix)))
+
+    # ---- forward paths -----------------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.hf_model.device
+
+    def _batch_inputs(self, visuals: list[Visual]) -> tuple[tuple[int, ...], dict[str, torch.Tensor]]:
+        keys = {v.key for v in visuals}
+        if len(keys) != 1:
+            raise ValueError(f"a batch must share one visual key (tile count / patch grid), got {sorted(keys)}")
+        images = {k: t.to(self.device) for k, t in self.backbone.collate(visuals).items()}
+        if "pixel_values" in images:
+            images["pixel_values"] = images["pixel_values"].to(self.hf_model.dtype)
+        return self.prefix_ids(visuals[0].n_tokens), images
+
+    def _ids(self, ids: tuple[int, ...], batch: int) -> torch.Tensor:
+        return torch.tensor(ids, dtype=torch.long, device=self.device).expand(batch, -1)
+
+    @torch.inference_mode()
+    def score_fast(self, visuals: list[Visual]) -> HeadOutputs:
+        """One forward pass of [prefix | overall question]: level + regression heads."""
+        prefix, images = self._batch_inputs(visuals)
+        hidden, _ = self.backbone.encode(self._ids(prefix + self.question_ids, len(visuals)), images)
+        return self.heads_on(hidden[:, -1])
+
+    @torch.inference_mode()
+    def score_full(self, visuals: list[Visual]) -> HeadOutputs:
+        """Image prefix encoded once; both questions continue from its KV cache; all four heads."""
+        if not self.config.has_full:
+            raise ValueError(f"model {self.config.name!r} has no expert head and MetaVoter; use fast scoring")
+        prefix, images = self._batch_inputs(visuals)
+        _, context = self.backbone.encode(self._ids(prefix, len(visuals)), images, keep_cache=True)
+        overall = self.backbone.extend(self._ids(self.question_ids, len(visuals)), context)
+        expert = self.backbone.extend(self._ids(self.expert_question_ids, len(visuals)), context)
+        return self.heads_on(overall[:, -1], expert[:, -1])
+
+    def heads_on(self, hidden: torch.Tensor, expert_hidden: torch.Tensor | None = None) -> HeadOutputs:
+        """Apply the heads to last-position hidden states (B, hidden) of the overall (and 12-dim) prompt."""
+        heads, out = self.heads, HeadOutputs()
+        if heads.level is not None:
+            out.lm_native = heads.level.expectation(heads.level.logits(hidden, self.backbone.lm_head))
+            out.lm = heads.level.normalise(out.lm_native)
+        if heads.regression is not None:
+            out.regression = heads.regression(hidden.float())[:, 0]
+        if expert_hidden is not None and heads.expert is not None:
+            out.dimensions = heads.expert(expert_hidden)
+            out.expert = out.dimensions[:, -1]
+            if heads.metavoter is not None:
+                out.metavoter = heads.metavoter(out.lm, out.regression, out.expert)
+        return out
+
+    def final_score(self, out: HeadOutputs) -> torch.Tensor:
+        """(B,) final score in [0, 1]: the MetaVoter when it ran, else the preset's one-pass head."""
+        if out.metavoter is not None:
+            return out.metavoter
+        fast = self.config.heads.fast
+        if fast == "mean":
+            return (out.lm + out.regression) / 2
+        return out.lm if fast == "level" else out.regression
+
+    @torch.inference_mode()
+    def annotate(self, visuals: list[Visual], max_new_tokens: int = 160, **generate_kwargs) -> list[str]:
+        """Generate the 12-dimension text answer for the 12-dim question (greedy unless told otherwise)."""
+        prefix, images = self._batch_inputs(visuals)
+        ids = self._ids(prefix + self.expert_question_ids, len(visuals))
+        generate_kwargs.setdefault("do_sample", False)
+        extra = self.backbone.generation_inputs(ids, images)
+        out = self.hf_model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self._stop_ids(),
+            **images,
+            **extra,
+            **generate_kwargs,
+        )
+        return self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+
+    def _stop_ids(self) -> list[int]:
+        stops = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        return sorted(i for i in stops if i is not None and i != self.tokenizer.unk_token_id)

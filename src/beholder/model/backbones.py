@@ -1,0 +1,189 @@
+"""Backbone adapters: the one small interface beholder needs from a transformers image-text-to-text model.
+
+An adapter turns an RGB image into visual inputs (CPU, thread-safe), collates a batch of them, and runs the
+base model (no LM head) over token ids: `encode` runs a sequence that contains the image placeholders and can
+keep its KV cache as a Context; `extend` runs a text continuation on top of a Context and rewinds the cache
+afterwards, so one encoded image prefix serves any number of questions. Everything a continuation needs
+(cache, prefix length, Qwen's RoPE offsets) lives in the Context, never in the adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import PreTrainedModel
+
+from beholder.images import PreprocessConfig
+
+
+@dataclass
+class Visual:
+    """One image's visual inputs, ready to collate."""
+
+    pixels: np.ndarray  # tiles: (n_tiles, 3, S, S); qwen: (n_patches, C*T*P*P) float32
+    n_tokens: int  # placeholder tokens this image occupies in the prompt
+    key: tuple  # batch grouping key: images with equal keys have equal prompt lengths and pixel shapes
+    grid_thw: tuple[int, int, int] | None = None  # qwen: (t, h, w) patch grid
+
+
+@dataclass
+class Context:
+    """The encoded shared prefix of a batch: its KV cache and what a continuation needs to line up with it."""
+
+    cache: Any  # transformers Cache with `length` positions per row
+    length: int  # prefix tokens per row (equal across the batch: batches are grouped by Visual.key)
+    rope_deltas: torch.Tensor | None = None  # qwen: (B, 1) offset of text positions after the image
+
+    def rewind(self) -> None:
+        """Drop whatever a continuation appended, back to the prefix."""
+        extra = self.cache.get_seq_length() - self.length
+        if extra:
+            self.cache.crop(-extra)
+
+
+class Backbone:
+    """Adapter base: subclasses set how pixels are made and how the base model is called."""
+
+    def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
+        self.model = model
+        self.preprocess = preprocess
+        self.image_token_id: int = model.config.image_token_id
+
+    @property
+    def base(self) -> torch.nn.Module:
+        return self.model.model  # the VLM without its LM head
+
+    @property
+    def lm_head(self) -> torch.nn.Linear:
+        return self.model.get_output_embeddings()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.get_text_config().hidden_size
+
+    def visual(self, image: Image.Image) -> Visual:
+        raise NotImplementedError
+
+    def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode(
+        self, input_ids: torch.Tensor, images: dict[str, torch.Tensor], keep_cache: bool = False
+    ) -> tuple[torch.Tensor, Context | None]:
+        """input_ids (B, L) with the image placeholders -> (last hidden state (B, L, hidden), Context or None)."""
+        positions, rope_deltas = self._positions(input_ids, images)
+        out = self.base(input_ids=input_ids, **images, **positions, use_cache=keep_cache)
+        if not keep_cache:
+            return out.last_hidden_state, None
+        return out.last_hidden_state, Context(out.cache, input_ids.shape[1], rope_deltas)
+
+    def extend(self, input_ids: torch.Tensor, context: Context) -> torch.Tensor:
+        """input_ids (B, S) continuing the prefix in `context` -> last hidden state (B, S, hidden)."""
+        try:
+            out = self.base(
+                input_ids=input_ids, **self._continued_positions(input_ids, context), cache=context.cache, use_cache=True
+            )
+        finally:
+            context.rewind()
+        return out.last_hidden_state
+
+    def generation_inputs(self, input_ids: torch.Tensor, images: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Extra kwargs `generate` needs besides input_ids and the images."""
+        return {}
+
+    def _positions(
+        self, input_ids: torch.Tensor, images: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, Any], torch.Tensor | None]:
+        """Extra forward kwargs for a sequence with images, and the RoPE offsets a continuation needs."""
+        return {}, None  # 1-D RoPE: the model counts positions itself
+
+    def _continued_positions(self, input_ids: torch.Tensor, context: Context) -> dict[str, Any]:
+        return {}  # 1-D RoPE continues from the cache length by itself
+
+
+class InternVLBackbone(Backbone):
+    """InternVL in transformers' native ('-hf') layout: dynamic 448 tiles, pixel-shuffled ViT features."""
+
+    def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
+        super().__init__(model, preprocess)
+        vision = model.config.vision_config
+        patches = (vision.image_size[0] // vision.patch_size[0]) * (vision.image_size[1] // vision.patch_size[1])
+        # pixel shuffle keeps downsample_ratio^2 of the patch tokens (0.5 -> 1024 patches become 256 tokens)
+        self.tokens_per_tile = int(patches * model.config.downsample_ratio**2)
+        if vision.image_size[0] != preprocess.image_size:
+            raise ValueError(f"preprocess.image_size={preprocess.image_size} but the vision tower takes {vision.image_size}")
+
+    def visual(self, image: Image.Image) -> Visual:
+        pixels = self.preprocess.pixels(image)
+        n_tiles = pixels.shape[0]
+        return Visual(pixels, n_tiles * self.tokens_per_tile, key=(n_tiles,))
+
+    def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
+        return {"pixel_values": torch.from_numpy(np.concatenate([v.pixels for v in visuals]))}
+
+
+class QwenVLBackbone(Backbone):
+    """Qwen2-VL / Qwen2.5-VL / Qwen3-VL: native-resolution patches and 3-D multimodal RoPE."""
+
+    def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
+        super().__init__(model, preprocess)
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        vision = model.config.vision_config
+        self.merge = vision.spatial_merge_size
+        self.processor = Qwen2VLImageProcessorPil(
+            min_pixels=preprocess.min_pixels,
+            max_pixels=preprocess.max_pixels,
+            patch_size=vision.patch_size,
+            temporal_patch_size=vision.temporal_patch_size,
+            merge_size=self.merge,
+            image_mean=list(preprocess.mean),
+            image_std=list(preprocess.std),
+        )
+
+    def visual(self, image: Image.Image) -> Visual:
+        out = self.processor(images=[image], return_tensors="np")
+        grid = tuple(int(x) for x in out["image_grid_thw"][0])
+        n_tokens = grid[0] * grid[1] * grid[2] // self.merge**2
+        return Visual(out["pixel_values"].astype(np.float32), n_tokens, key=grid, grid_thw=grid)
+
+    def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
+        return {
+            "pixel_values": torch.from_numpy(np.concatenate([v.pixels for v in visuals])),
+            "image_grid_thw": torch.tensor([v.grid_thw for v in visuals], dtype=torch.long),
+        }
+
+    def generation_inputs(self, input_ids, images):
+        return {"mm_token_type_ids": (input_ids == self.image_token_id).int()}
+
+    def _positions(self, input_ids, images):
+        # 3-D (temporal, height, width) positions for the image tokens; text continues 1-D after them.
+        types = (input_ids == self.image_token_id).int()
+        positions, deltas = self.base.get_rope_index(
+            input_ids, mm_token_type_ids=types, image_grid_thw=images["image_grid_thw"]
+        )
+        return {"position_ids": positions}, deltas
+
+    def _continued_positions(self, input_ids, context):
+        steps = torch.arange(context.length, context.length + input_ids.shape[1], device=input_ids.device)
+        positions = steps.view(1, 1, -1) + context.rope_deltas.view(1, -1, 1).to(input_ids.device)
+        return {"position_ids": positions.expand(3, -1, -1)}
+
+
+ADAPTERS: dict[str, type[Backbone]] = {
+    "internvl": InternVLBackbone,
+    "qwen2_vl": QwenVLBackbone,
+    "qwen2_5_vl": QwenVLBackbone,
+    "qwen3_vl": QwenVLBackbone,
+}
+
+
+def adapter_for(name: str) -> type[Backbone]:
+    try:
+        return ADAPTERS[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(ADAPTERS)}") from None

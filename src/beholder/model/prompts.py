@@ -1,0 +1,63 @@
+"""Chat templates as data, split into the shared image prefix and the per-question suffix.
+
+The prefix (system turn, user turn start, image) is identical for every question about one image, so it is
+encoded once and its KV cache serves each question suffix. Text segments are tokenised separately and image
+placeholders are inserted as ids, so the prefix-shared and the naive concatenated sequences are the same ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    system: str  # system turn, formatted with {system}; skipped when the system message is empty
+    user_start: str  # opens the user turn
+    image_start: str  # text before the image placeholder tokens
+    image_token: str  # one placeholder token per visual embedding
+    image_end: str  # text after the placeholders
+    question: str  # formatted with {question}; follows image_end
+    assistant_start: str  # closes the user turn and opens the assistant turn
+
+
+TEMPLATES: dict[str, ChatTemplate] = {
+    # InternVL2 / InternLM2 chat (ChatML without newlines between turns), "<image>\n" before the question.
+    "internvl2": ChatTemplate(
+        system="<|im_start|>system\n{system}<|im_end|>",
+        user_start="<|im_start|>user\n",
+        image_start="<img>",
+        image_token="<IMG_CONTEXT>",
+        image_end="</img>",
+        question="\n{question}",
+        assistant_start="<|im_end|><|im_start|>assistant\n",
+    ),
+    # Qwen2-VL / Qwen2.5-VL / Qwen3-VL ChatML.
+    "qwen2_vl": ChatTemplate(
+        system="<|im_start|>system\n{system}<|im_end|>\n",
+        user_start="<|im_start|>user\n",
+        image_start="<|vision_start|>",
+        image_token="<|image_pad|>",
+        image_end="<|vision_end|>",
+        question="{question}",
+        assistant_start="<|im_end|>\n<|im_start|>assistant\n",
+    ),
+}
+
+
+def get_template(name: str) -> ChatTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"unknown chat template {name!r}; known: {sorted(TEMPLATES)}") from None
+
+
+def prefix_texts(template: ChatTemplate, system: str) -> tuple[str, str]:
+    """(text before the image placeholders, text after them) of the shared prefix."""
+    head = (template.system.format(system=system) if system else "") + template.user_start + template.image_start
+    return head, template.image_end
+
+
+def suffix_text(template: ChatTemplate, question: str, answer_prefix: str) -> str:
+    """The question turn and the start of the answer, up to the position whose logits are read."""
+    return template.question.format(question=question) + template.assistant_start + answer_prefix

@@ -1,0 +1,48 @@
+"""What scoring returns: one ScoreResult per input, and its flat row form shared by every output format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from beholder.standard import DIMENSIONS
+
+DIM_PREFIX = "dim_"
+HEAD_PREFIX = "head_"
+# Columns every score table has, in this order; dim_<key> and head_<name> columns follow when present,
+# then any columns carried through from the input manifest.
+BASE_COLUMNS: tuple[str, ...] = ("path", "score", "level", "error")
+
+
+@dataclass
+class ScoreResult:
+    path: str | None  # where the image came from (file path, tar member, manifest value) or None
+    score: float | None = None  # final score on the model's native scale (see Scorer.scale); None on error
+    level: str | None = None  # bad | poor | fair | good | excellent, from the score normalised to [0, 1]
+    dimensions: dict[str, float] = field(default_factory=dict)  # 12 named scores in [0, 1] (full scoring)
+    heads: dict[str, float] = field(default_factory=dict)  # lm | regression | expert | metavoter, each in [0, 1]
+    error: str | None = None  # "ErrorType: message" when the input could not be scored
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat row: path, score, level, error, dim_<key> (official order), head_<name>."""
+        row: dict[str, Any] = {"path": self.path, "score": self.score, "level": self.level, "error": self.error}
+        for key in DIMENSIONS:
+            if key in self.dimensions:
+                row[DIM_PREFIX + key] = self.dimensions[key]
+        for name, value in self.heads.items():
+            row[HEAD_PREFIX + name] = value
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ScoreResult:
+        dims = {k[len(DIM_PREFIX) :]: v for k, v in row.items() if k.startswith(DIM_PREFIX) and v is not None}
+        heads = {k[len(HEAD_PREFIX) :]: v for k, v in row.items() if k.startswith(HEAD_PREFIX) and v is not None}
+        return cls(row.get("path"), row.get("score"), row.get("level"), dims, heads, row.get("error"))
+
+    @classmethod
+    def failed(cls, path: str | None, exc: BaseException) -> ScoreResult:
+        return cls(path, error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,198 @@
+"""Tiny random models and images for tests and benchmarks, built offline in a second or two.
+
+make_tiny_model writes a real beholder model folder: a transformers backbone with random weights (InternVL or
+Qwen2-VL family), a byte-level BPE tokenizer trained here with `tokenizers` (the prompt words, the level
+words and the ArtiMuse score tokens are single tokens), random heads, and a preset's config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from beholder.images import CLIP_MEAN, PreprocessConfig
+from beholder.model.aesthetic import AestheticModel
+from beholder.model.folder import save_model
+from beholder.presets import ARTIMUSE_TOKENS, PRESETS, preset
+from beholder.standard import DISPLAY_NAMES, LEVELS
+
+SPECIAL_TOKENS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>",
+    "<img>", "</img>", "<IMG_CONTEXT>",
+    "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+)
+_TILE = 56  # tiny tile side: 4x4 patches of 14 -> 4 tokens per tile after pixel shuffle
+
+
+def _corpus() -> list[str]:
+    lines = []
+    for config in PRESETS.values():
+        prompt = config.prompt
+        lines += [prompt.system, prompt.question, prompt.answer_prefix, prompt.expert_question]
+    # Level words after a space are what the level heads read: make them frequent enough to become tokens.
+    lines += [f"The aesthetics of the human image is {level}" for level in LEVELS] * 10
+    lines += [f"{i}. {name} : {level}" for level in LEVELS for i, name in enumerate(DISPLAY_NAMES.values(), 1)]
+    lines += list(ARTIMUSE_TOKENS)  # each alone, as they follow "assistant\n": no leading space
+    lines += ["You are a helpful assistant.", "Rate the aesthetics of this picture from 12 different dimensions."]
+    return [line for line in lines if line] * 20
+
+
+def make_tokenizer(vocab_size: int = 1200):
+    """A byte-level BPE tokenizer (PreTrainedTokenizerFast) trained on the prompts beholder uses."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    # What the level heads read must be whole tokens of the learned vocabulary. (Added tokens would not do:
+    # "ai" as an added token would split " fair" into " f", "ai", "r".)
+    for word in ARTIMUSE_TOKENS + tuple(" " + level for level in LEVELS):
+        if len(fast.encode(word, add_special_tokens=False)) != 1:
+            raise RuntimeError(f"tiny tokenizer: {word!r} is not a single token")
+    return fast
+
+
+def _internvl_config(tokenizer, hidden: int, layers: int):
+    from transformers import InternVLConfig
+
+    return InternVLConfig(
+        vision_config=dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            image_size=_TILE, patch_size=14,
+        ),
+        text_config=dict(
+            model_type="qwen2", vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            tie_word_embeddings=True,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=(_TILE // 14) ** 2 // 4,
+    )
+
+
+def _qwen2_vl_config(tokenizer, hidden: int, layers: int):
+    from transformers import Qwen2VLConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    head_dim = hidden // 4
+    return Qwen2VLConfig(
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=hidden, num_heads=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            # multimodal RoPE: temporal/height/width sections of the rotary half-dimension
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                             "mrope_section": [head_dim // 8, head_dim // 8 * 3 // 2, head_dim // 8 * 3 // 2]},
+            bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"),
+        ),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+
+
+_BACKBONES = {
+    "internvl": (_internvl_config, "internvl2", PreprocessConfig(image_size=_TILE, max_tiles=6)),
+    "qwen2_vl": (
+        _qwen2_vl_config,
+        "qwen2_vl",
+        PreprocessConfig(mode="qwen2_vl", min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, mean=CLIP_MEAN,
+                         std=(0.26862954, 0.26130258, 0.27577711), image_size=_TILE),
+    ),
+}
+
+
+def make_tiny_model(
+    path: str | Path,
+    backbone: str = "internvl",
+    seed: int = 0,
+    *,
+    preset_name: str = "humanaesexpert",
+    hidden_size: int = 64,
+    num_layers: int = 2,
+) -> Path:
+    """Write a tiny random beholder model folder at `path` and return the path."""
+    from transformers import AutoModelForImageTextToText
+
+    if backbone not in _BACKBONES:
+        raise ValueError(f"tiny models exist for backbones {sorted(_BACKBONES)}, not {backbone!r}")
+    make_config, template, preprocess = _BACKBONES[backbone]
+    base = preset(preset_name)
+    if base.preprocess.mode in ("squash", "pad") and backbone == "internvl":
+        preprocess = dataclasses.replace(base.preprocess, image_size=_TILE)
+    system = base.prompt.system if template == "internvl2" or not base.prompt.system else "You are a helpful assistant."
+    config = dataclasses.replace(
+        base,
+        name=f"tiny-{preset_name}-{backbone}",
+        backbone=backbone,
+        preprocess=preprocess,
+        prompt=dataclasses.replace(base.prompt, template=template, system=system),
+    )
+    torch.manual_seed(seed)
+    tokenizer = make_tokenizer()
+    hf_model = AutoModelForImageTextToText.from_config(make_config(tokenizer, hidden_size, num_layers))
+    model = AestheticModel(hf_model.eval(), tokenizer, config)
+    _randomise_batchnorm(model, seed)
+    return save_model(model, path)
+
+
+def _randomise_batchnorm(model: AestheticModel, seed: int) -> None:
+    """Give the MetaVoter's BatchNorm non-trivial running statistics, so tests exercise them."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.heads.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+
+
+def make_image(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:
+    """A deterministic RGB test image: smooth gradients plus noise, so JPEG and resizing behave like photos."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / max(width - 1, 1), y / max(height - 1, 1), (x + y) / max(width + height - 2, 1)], -1)
+    pixels = base * 200 + rng.normal(0, 20, (height, width, 3)) + rng.uniform(0, 40, 3)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+@torch.inference_mode()
+def naive_full(model: AestheticModel, visual) -> dict[str, torch.Tensor]:
+    """The official-style reference for one image: two complete forward passes (overall prompt, 12-dim prompt),
+    each re-encoding the image and computing logits over the whole vocabulary at every position, then the
+    heads' formulas written out directly. Used to check the prefix-shared path and as the benchmark baseline."""
+    heads = model.heads
+    images = {k: v.to(model.device) for k, v in model.backbone.collate([visual]).items()}
+    images["pixel_values"] = images["pixel_values"].to(model.hf_model.dtype)
+    prefix = model.prefix_ids(visual.n_tokens)
+    passes = []
+    for suffix in (model.question_ids, model.expert_question_ids):
+        ids = torch.tensor([prefix + suffix], device=model.device)
+        extra = model.backbone.generation_inputs(ids, images)
+        out = model.hf_model(input_ids=ids, **images, **extra, output_hidden_states=True)
+        passes.append((out.logits[0, -1].float(), out.hidden_states[-1][0, -1].float()))
+    (logits, hidden), (_, expert_hidden) = passes
+    probs = logits[heads.level.token_ids].softmax(-1)
+    weights = heads.level.weights
+    lm = ((probs * weights).sum() - weights.min()) / (weights.max() - weights.min())
+    regression = hidden @ heads.regression.weight[0] + heads.regression.bias[0]
+    dimensions = heads.expert(expert_hidden[None])[0]
+    voter = heads.metavoter.net
+    z = voter[0](torch.stack([lm, regression, dimensions[-1]]))
+    bn = voter[1]
+    z = (z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    final = voter[3](z.clamp(min=0))[0]
+    return {"lm": lm, "regression": regression, "expert": dimensions[-1], "dimensions": dimensions, "metavoter": final}
