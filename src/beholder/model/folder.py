@@ -85,12 +85,24 @@ def load_model(
     hf_model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     model = AestheticModel(hf_model, tokenizer, config)
-    heads_file = folder / HEADS_NAME
-    state = load_file(heads_file) if heads_file.is_file() else {}
-    missing, unexpected = model.heads.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{heads_file}: head weights do not match the config: missing {missing}, unexpected {unexpected}")
+    _load_heads(model, folder / HEADS_NAME)
     return model.to(device).eval()
+
+
+def _load_heads(model: AestheticModel, path: Path) -> None:
+    """Load head weights, listing every missing, unexpected or mis-shaped tensor when they don't fit the config."""
+    state = load_file(path) if path.is_file() else {}
+    expected = model.heads.state_dict()
+    problems = [f"missing {k} {tuple(v.shape)}" for k, v in expected.items() if k not in state]
+    problems += [f"unexpected {k} {tuple(v.shape)}" for k, v in state.items() if k not in expected]
+    problems += [
+        f"{k}: file has {tuple(state[k].shape)}, config needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if problems:
+        raise ValueError(f"{path}: head weights do not match the heads in {CONFIG_NAME}:\n  " + "\n  ".join(problems))
+    model.heads.load_state_dict(state)
 
 
 def resolve_folder(name: str | Path, *, revision: str | None = None, cache_dir: str | None = None) -> Path:

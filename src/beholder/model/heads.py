@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from beholder.config import ExpertHeadConfig, HeadsConfig, LevelHeadConfig, MetaVoterConfig
+from beholder.config import ExpertHeadConfig, HeadsConfig, MetaVoterConfig
 from beholder.standard import APPEARANCE_LEAVES, DIMENSIONS, FACE_LEAVES, LEAVES
 
 
@@ -112,8 +112,3 @@ class AestheticHeads(nn.Module):
         if self.metavoter is not None and not (self.level and self.regression and self.expert):
             raise ValueError("the MetaVoter fuses the level, regression and expert heads: all three are needed")
 
-
-def level_config_token_texts(config: LevelHeadConfig) -> tuple[str, ...]:
-    if len(config.tokens) != len(config.weights):
-        raise ValueError(f"level head: {len(config.tokens)} tokens but {len(config.weights)} weights")
-    return config.tokens

@@ -1,0 +1,177 @@
+import dataclasses
+import shutil
+
+import pytest
+import torch
+
+import beholder
+from beholder.config import ModelConfig
+from beholder.model.folder import ModelNotFoundError, weights_sha256
+from beholder.scoring import parse_annotation
+from beholder.standard import DIMENSIONS, DISPLAY_NAMES
+from beholder.testing import make_image, make_tiny_model, naive_full
+
+
+@pytest.fixture(params=["internvl", "qwen2_vl"])
+def scorer(request):
+    return request.getfixturevalue(f"{request.param}_scorer")
+
+
+def test_public_contract(tiny_internvl, tmp_path):
+    image = make_image(120, 90)
+    image.save(tmp_path / "img.jpg")
+    scorer = beholder.load(tiny_internvl, device="cpu", dtype="float32")
+    [r] = scorer.score([str(tmp_path / "img.jpg")], full=True)
+    assert r.ok and r.path == str(tmp_path / "img.jpg")
+    assert set(r.dimensions) == set(DIMENSIONS)
+    assert set(r.heads) == {"lm", "regression", "expert", "metavoter"}
+    assert r.score == pytest.approx(r.heads["metavoter"]) and r.level in beholder.LEVELS
+    assert r.dimensions["overall"] == pytest.approx(r.heads["expert"])
+
+
+def test_prefix_shared_full_scoring_equals_naive_two_pass(scorer, varied_images):
+    prepared = [scorer.prepare(image) for image in varied_images]
+    assert len({p.visual.key for p in prepared}) >= 3  # several tile counts / grids are exercised
+    results = scorer.score_prepared(prepared, full=True)
+    for item, result in zip(prepared, results):
+        ref = naive_full(scorer.model, item.visual)
+        for head in ("lm", "regression", "expert", "metavoter"):
+            assert result.heads[head] == pytest.approx(ref[head].item(), abs=1e-4), head
+        assert torch.allclose(torch.tensor([result.dimensions[k] for k in DIMENSIONS]), ref["dimensions"], atol=1e-4)
+        assert result.score == pytest.approx(ref["metavoter"].item(), abs=1e-4)
+
+
+def test_fast_path_equals_the_overall_pass(scorer, varied_images):
+    prepared = [scorer.prepare(image) for image in varied_images[:3]]
+    for item, result in zip(prepared, scorer.score_prepared(prepared, full=False)):
+        ref = naive_full(scorer.model, item.visual)
+        assert set(result.heads) == {"lm", "regression"} and not result.dimensions
+        assert result.heads["lm"] == pytest.approx(ref["lm"].item(), abs=1e-4)
+        assert result.score == pytest.approx(ref["regression"].item(), abs=1e-4)  # humanaesexpert: fast = regression
+
+
+def test_batch_equals_single_and_keeps_order(scorer, varied_images):
+    batched = scorer.score(varied_images, full=True, batch_size=4)
+    single = [scorer.score([image], full=True, batch_size=1)[0] for image in varied_images]
+    for b, s in zip(batched, single):
+        assert b.score == pytest.approx(s.score, abs=1e-5)
+        assert b.dimensions == pytest.approx(s.dimensions, abs=1e-5)
+    # same image twice in one batch group gives the same row twice
+    twin = scorer.score([varied_images[0], varied_images[1], varied_images[0]], batch_size=8)
+    assert twin[0].score == pytest.approx(twin[2].score, abs=1e-6)
+
+
+def test_bad_inputs_become_error_rows_in_place(internvl_scorer, tmp_path):
+    good = tmp_path / "good.png"
+    make_image(64, 48).save(good)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    results = internvl_scorer.score([str(good), str(broken), str(tmp_path / "missing.png"), str(good)])
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert "ImageError" in results[1].error and "decode" in results[1].error
+    assert "cannot open" in results[2].error
+    assert results[0].score == pytest.approx(results[3].score)
+
+
+def test_save_load_round_trip_gives_identical_outputs(internvl_scorer, varied_images, tmp_path):
+    from beholder.model.folder import save_model
+
+    copy = save_model(internvl_scorer.model, tmp_path / "copy")
+    reloaded = beholder.load(copy)
+    a = internvl_scorer.score(varied_images, full=True)
+    b = reloaded.score(varied_images, full=True)
+    assert [r.to_row() for r in a] == [r.to_row() for r in b]
+    assert weights_sha256(copy) == weights_sha256(copy)  # cached second time, same value
+    assert reloaded.provenance["weights_sha256"] == weights_sha256(copy)
+    assert reloaded.provenance["preprocess"]["mode"] == "tiles"
+
+
+def test_max_tiles_override_changes_preprocessing(tiny_internvl):
+    wide = make_image(448, 56)
+    assert beholder.load(tiny_internvl).prepare(wide).visual.key == (6 + 1,)  # 6 tiles + thumbnail
+    assert beholder.load(tiny_internvl, max_tiles=2).prepare(wide).visual.key == (3,)
+
+
+def test_bfloat16_on_cpu_is_close_to_float32(tiny_internvl, varied_images):
+    fp32 = beholder.load(tiny_internvl).score(varied_images[:2])
+    bf16 = beholder.load(tiny_internvl, dtype="bfloat16").score(varied_images[:2])
+    assert beholder.load(tiny_internvl, dtype="bf16").model.hf_model.dtype == torch.bfloat16
+    for a, b in zip(fp32, bf16):
+        assert b.score == pytest.approx(a.score, abs=0.05)
+
+
+def test_float16_on_cpu_is_refused(tiny_internvl):
+    with pytest.raises(ValueError, match="float16 is not supported on CPU"):
+        beholder.load(tiny_internvl, dtype="float16")
+
+
+def test_annotate_is_greedy_and_deterministic(scorer, varied_images):
+    first = scorer.annotate(varied_images[:1], max_new_tokens=12)
+    second = scorer.annotate(varied_images[:1], max_new_tokens=12)
+    assert first[0].text == second[0].text and first[0].error is None
+
+
+def test_parse_annotation_reads_the_official_lines():
+    text = "\n".join(f"{i}. {DISPLAY_NAMES[k]} : {lvl}" for i, (k, lvl) in
+                     enumerate(zip(DIMENSIONS, ["good", "fair", "bad", "poor", "excellent"] * 3), 1))
+    levels = parse_annotation(text + "\nsome trailing chatter")
+    assert len(levels) == 12 and levels["facial_brightness"] == "good" and levels["overall"] == "fair"
+
+
+@pytest.mark.parametrize("preset, lo, hi", [("artimuse", 0.0, 100.0), ("qalign", 1.0, 5.0)])
+def test_level_only_presets_score_on_their_scale(tmp_path, preset, lo, hi):
+    path = make_tiny_model(tmp_path / preset, preset_name=preset, seed=1)
+    scorer = beholder.load(path)
+    assert not scorer.has_full and scorer.scale == (lo, hi)
+    image = make_image(90, 70)
+    [r] = scorer.score([image])
+    assert lo <= r.score <= hi and set(r.heads) == {"lm"}
+    # the score is the expectation over the preset's tokens, computed here from the full logits
+    model = scorer.model
+    item = scorer.prepare(image)
+    ids = torch.tensor([model.prefix_ids(item.visual.n_tokens) + model.question_ids])
+    with torch.inference_mode():
+        logits = model.hf_model(input_ids=ids, pixel_values=torch.from_numpy(item.visual.pixels)).logits[0, -1]
+    probs = logits[model.heads.level.token_ids].softmax(-1)
+    assert r.score == pytest.approx(float(probs @ model.heads.level.weights), abs=1e-4)
+    with pytest.raises(ValueError, match="full scoring"):
+        scorer.score([image], full=True)
+
+
+def test_config_round_trip_and_strictness(tiny_internvl):
+    config = ModelConfig.load(tiny_internvl)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    data = config.to_dict()
+    data["heads"]["surprise"] = 1
+    with pytest.raises(ValueError, match="unknown HeadsConfig fields"):
+        ModelConfig.from_dict(data)
+    assert ModelConfig.from_dict({**config.to_dict(), "heads": {**config.to_dict()["heads"], "expert": None,
+                                                               "metavoter": None}}).has_full is False
+
+
+def test_load_errors_are_clear(tmp_path, monkeypatch, tiny_internvl):
+    with pytest.raises(ModelNotFoundError, match="no model folder"):
+        beholder.load(tmp_path / "nowhere")
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_internvl, plain)
+    (plain / "beholder.json").unlink()
+    with pytest.raises(ModelNotFoundError, match="not a beholder model folder"):
+        beholder.load(plain)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotFoundError, match="unreachable"):
+        beholder.load("nobody/no-such-model")
+
+
+def test_heads_mismatch_is_reported(tiny_internvl, tmp_path):
+    folder = tmp_path / "mismatch"
+    shutil.copytree(tiny_internvl, folder)
+    config = ModelConfig.load(folder)
+    config = dataclasses.replace(config, heads=dataclasses.replace(config.heads, expert=dataclasses.replace(
+        config.heads.expert, ffn_hidden=3)))
+    config.save(folder)
+    with pytest.raises(ValueError, match="head weights do not match"):
+        beholder.load(folder)
