@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import beholder
-from beholder.testing import make_image, make_tiny_model
+from beholder.scoring import Scorer
+from beholder.testing import build_model, make_image, make_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,16 @@ def internvl_scorer(tiny_internvl):
 @pytest.fixture(scope="session")
 def qwen2_vl_scorer(tiny_qwen2_vl):
     return beholder.load(tiny_qwen2_vl)
+
+
+@pytest.fixture(scope="session")
+def qwen2_5_vl_scorer():
+    return Scorer(build_model("qwen2_5_vl"))
+
+
+@pytest.fixture(scope="session")
+def qwen3_vl_scorer():
+    return Scorer(build_model("qwen3_vl"))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from beholder.standard import DIMENSIONS, DISPLAY_NAMES
 from beholder.testing import make_image, make_tiny_model, naive_full
 
 
-@pytest.fixture(params=["internvl", "qwen2_vl"])
+@pytest.fixture(params=["internvl", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def scorer(request):
     return request.getfixturevalue(f"{request.param}_scorer")
 

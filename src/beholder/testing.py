@@ -65,90 +65,137 @@ def make_tokenizer(vocab_size: int = 1200):
     return fast
 
 
-def _internvl_config(tokenizer, hidden: int, layers: int):
-    from transformers import InternVLConfig
-
-    return InternVLConfig(
-        vision_config=dict(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            image_size=_TILE, patch_size=14,
-        ),
-        text_config=dict(
-            model_type="qwen2", vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-            num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-            tie_word_embeddings=True,
-        ),
-        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
-        image_seq_length=(_TILE // 14) ** 2 // 4,
-    )
-
-
-def _qwen2_vl_config(tokenizer, hidden: int, layers: int):
-    from transformers import Qwen2VLConfig
-
-    ids = tokenizer.convert_tokens_to_ids
-    head_dim = hidden // 4
-    return Qwen2VLConfig(
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=hidden, num_heads=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-            # multimodal RoPE: temporal/height/width sections of the rotary half-dimension
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": [head_dim // 8, head_dim // 8 * 3 // 2, head_dim // 8 * 3 // 2]},
-            bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"),
-        ),
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )
-
-
-_BACKBONES = {
-    "internvl": (_internvl_config, "internvl2", PreprocessConfig(image_size=_TILE, max_tiles=6)),
-    "qwen2_vl": (
-        _qwen2_vl_config,
-        "qwen2_vl",
-        PreprocessConfig(mode="qwen2_vl", min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, mean=CLIP_MEAN,
-                         std=(0.26862954, 0.26130258, 0.27577711), image_size=_TILE),
+# Backbone shapes as data. "internvl2-1b" is InternVL2-1B's real geometry (InternViT-300M + Qwen2-0.5B, 448 tiles,
+# 256 tokens per tile, the full 151,674-row vocabulary) for benchmarks; "tiny" keeps tests fast.
+SIZES: dict[str, dict] = {
+    "tiny": dict(
+        vision=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=_TILE),
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2),
+        vocab_size=None,  # the tokenizer's own size
+    ),
+    "internvl2-1b": dict(
+        vision=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                    image_size=448),
+        text=dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                  num_key_value_heads=2),
+        vocab_size=151674,
     ),
 }
 
 
-def make_tiny_model(
-    path: str | Path,
+def _internvl_config(tokenizer, size: dict):
+    from transformers import InternVLConfig
+
+    image_size = size["vision"]["image_size"]
+    return InternVLConfig(
+        vision_config=dict(**size["vision"], patch_size=14),
+        text_config=dict(
+            model_type="qwen2", vocab_size=size["vocab_size"] or len(tokenizer), max_position_embeddings=32768,
+            tie_word_embeddings=True, **size["text"],
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=(image_size // 14) ** 2 // 4,
+    )
+
+
+def _qwen_vl_config(family: str):
+    """Config builder for the Qwen-VL families; their vision towers differ, the text side is shared."""
+
+    def make(tokenizer, size: dict):
+        from transformers import AutoConfig
+
+        ids = tokenizer.convert_tokens_to_ids
+        text, vision = dict(size["text"]), size["vision"]
+        head_dim = text["hidden_size"] // text["num_attention_heads"]
+        quarter = head_dim // 8  # a quarter of the rotary half-dimension
+        # multimodal RoPE: temporal / height / width sections of the rotary half-dimension
+        rope = {"rope_type": "default", "rope_theta": 10000.0,
+                "mrope_section": [quarter, quarter * 3 // 2, quarter * 3 // 2]}
+        tower = dict(depth=vision["num_hidden_layers"], num_heads=vision["num_attention_heads"],
+                     spatial_merge_size=2, temporal_patch_size=2, patch_size=14)
+        if family == "qwen2_vl":
+            tower.update(embed_dim=vision["hidden_size"], hidden_size=text["hidden_size"])
+        else:
+            tower.update(hidden_size=vision["hidden_size"], intermediate_size=vision["intermediate_size"],
+                         out_hidden_size=text["hidden_size"])
+        if family == "qwen2_5_vl":
+            tower.update(fullatt_block_indexes=[tower["depth"] - 1], window_size=112)
+        if family == "qwen3_vl":
+            tower.update(patch_size=16, num_position_embeddings=64, deepstack_visual_indexes=[0])
+            text.update(head_dim=head_dim)
+            rope["mrope_interleaved"] = True
+        return AutoConfig.for_model(
+            family,
+            vision_config=tower,
+            text_config=dict(
+                vocab_size=size["vocab_size"] or len(tokenizer), max_position_embeddings=32768, rope_parameters=rope,
+                bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), **text,
+            ),
+            image_token_id=ids("<|image_pad|>"),
+            video_token_id=ids("<|video_pad|>"),
+            vision_start_token_id=ids("<|vision_start|>"),
+            vision_end_token_id=ids("<|vision_end|>"),
+        )
+
+    return make
+
+
+_QWEN_PREPROCESS = PreprocessConfig(
+    mode="qwen2_vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 16, mean=CLIP_MEAN,
+    std=(0.26862954, 0.26130258, 0.27577711),
+)
+
+
+_BACKBONES = {
+    "internvl": (_internvl_config, "internvl2", PreprocessConfig(max_tiles=6)),
+    **{family: (_qwen_vl_config(family), "qwen2_vl", _QWEN_PREPROCESS)
+       for family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")},
+}
+
+
+def build_model(
     backbone: str = "internvl",
     seed: int = 0,
     *,
     preset_name: str = "humanaesexpert",
-    hidden_size: int = 64,
-    num_layers: int = 2,
-) -> Path:
-    """Write a tiny random beholder model folder at `path` and return the path."""
+    size: str = "tiny",
+    max_tiles: int | None = None,
+) -> AestheticModel:
+    """A random-weight AestheticModel in memory (float32, eval mode)."""
     from transformers import AutoModelForImageTextToText
 
     if backbone not in _BACKBONES:
         raise ValueError(f"tiny models exist for backbones {sorted(_BACKBONES)}, not {backbone!r}")
     make_config, template, preprocess = _BACKBONES[backbone]
+    shape = SIZES[size]
     base = preset(preset_name)
     if base.preprocess.mode in ("squash", "pad") and backbone == "internvl":
-        preprocess = dataclasses.replace(base.preprocess, image_size=_TILE)
+        preprocess = base.preprocess
+    preprocess = dataclasses.replace(
+        preprocess, image_size=shape["vision"]["image_size"], max_tiles=max_tiles or preprocess.max_tiles
+    )
     system = base.prompt.system if template == "internvl2" or not base.prompt.system else "You are a helpful assistant."
     config = dataclasses.replace(
         base,
-        name=f"tiny-{preset_name}-{backbone}",
+        name=f"random-{size}-{preset_name}-{backbone}",
         backbone=backbone,
         preprocess=preprocess,
         prompt=dataclasses.replace(base.prompt, template=template, system=system),
     )
     torch.manual_seed(seed)
     tokenizer = make_tokenizer()
-    hf_model = AutoModelForImageTextToText.from_config(make_config(tokenizer, hidden_size, num_layers))
+    hf_model = AutoModelForImageTextToText.from_config(make_config(tokenizer, shape))
     model = AestheticModel(hf_model.eval(), tokenizer, config)
     _randomise_batchnorm(model, seed)
-    return save_model(model, path)
+    return model.eval()
+
+
+def make_tiny_model(
+    path: str | Path, backbone: str = "internvl", seed: int = 0, *, preset_name: str = "humanaesexpert"
+) -> Path:
+    """Write a tiny random beholder model folder at `path` and return the path."""
+    return save_model(build_model(backbone, seed, preset_name=preset_name), path)
 
 
 def _randomise_batchnorm(model: AestheticModel, seed: int) -> None:
