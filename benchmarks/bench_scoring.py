@@ -34,12 +34,13 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _timed(fn, repeats: int) -> float:
+def _timed(fn, repeats: int) -> tuple[float, list[float]]:
+    """(seconds per run, the last run's scores), after one untimed warm-up run."""
     fn()  # warm-up: allocator, kernels, caches
     start = time.perf_counter()
     for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+        scores = fn()
+    return (time.perf_counter() - start) / repeats, scores
 
 
 def main() -> None:
@@ -75,10 +76,10 @@ def main() -> None:
     print(f"machine: {_cpu_name()} x{torch.get_num_threads()} threads | device {args.device} | torch {torch.__version__}")
     print(f"model: random {args.size} ({params:.0f}M params), {args.dtype}; {n_tiles} tile(s)/image "
           f"({args.tiles} + thumbnail if >1), prefix {n_tokens} tokens; {args.images} images, batch {args.batch_size}")
-    t_naive = _timed(naive, args.repeats)
-    t_ours = _timed(ours, args.repeats)
-    t_fast = _timed(fast, args.repeats)
-    diff = max(abs(a - b) for a, b in zip(naive(), ours()))
+    t_naive, naive_scores = _timed(naive, args.repeats)
+    t_ours, our_scores = _timed(ours, args.repeats)
+    t_fast, _ = _timed(fast, args.repeats)
+    diff = max(abs(a - b) for a, b in zip(naive_scores, our_scores))
     print(f"naive official-style full : {args.images / t_naive:8.3f} images/s")
     print(f"beholder full (MetaVoter) : {args.images / t_ours:8.3f} images/s   speed-up x{t_naive / t_ours:.2f}")
     print(f"beholder fast (one pass)  : {args.images / t_fast:8.3f} images/s   speed-up x{t_naive / t_fast:.2f}")

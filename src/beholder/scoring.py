@@ -20,7 +20,7 @@ import torch
 from beholder.images import ImageError, ImageSource, load_image
 from beholder.model.aesthetic import AestheticModel, HeadOutputs
 from beholder.model.backbones import Visual
-from beholder.model.folder import load_model, resolve_folder, weights_sha256
+from beholder.model.folder import load_model, read_config, resolve_folder, weights_sha256
 from beholder.results import ScoreResult
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS, score_to_level
 
@@ -209,10 +209,8 @@ def load(
 ) -> Scorer:
     """Load a scorer from a local model folder or a hub id (downloaded once into the huggingface_hub cache)."""
     folder = resolve_folder(name, revision=revision)
-    from beholder.config import ModelConfig
-
-    config = ModelConfig.load(folder) if (folder / "beholder.json").is_file() else None
-    if config is not None and max_tiles is not None:
+    config = read_config(folder)
+    if max_tiles is not None:
         config = config.replace(preprocess=dataclasses.replace(config.preprocess, max_tiles=max_tiles))
     model = load_model(folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code, config=config)
     return Scorer(model, source=str(name), folder=folder)

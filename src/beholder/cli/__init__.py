@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `beholder --help` lists them.
-_COMMAND_MODULES = ("score", "curate", "evaluate", "models")
+_COMMAND_MODULES = ("score", "curate", "evaluate", "annotate", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_transformers() -> None:
+    """Weight-loading progress bars and advisory warnings of transformers are noise on a command line."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_transformers()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

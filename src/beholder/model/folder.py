@@ -64,6 +64,15 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return dtype
 
 
+def read_config(folder: Path) -> ModelConfig:
+    if not (folder / CONFIG_NAME).is_file():
+        raise ModelNotFoundError(
+            f"{folder} is not a beholder model folder (no {CONFIG_NAME}). Released checkpoints in InternVL's chat "
+            "layout must be converted to beholder's native layout first."
+        )
+    return ModelConfig.load(folder)
+
+
 def load_model(
     folder: str | Path,
     *,
@@ -74,12 +83,7 @@ def load_model(
 ) -> AestheticModel:
     """Build an AestheticModel from a model folder (see module docstring); `config` overrides beholder.json."""
     folder = Path(folder)
-    if not (folder / CONFIG_NAME).is_file():
-        raise ModelNotFoundError(
-            f"{folder} is not a beholder model folder (no {CONFIG_NAME}). Released checkpoints in InternVL's chat "
-            "layout must be converted to beholder's native layout first."
-        )
-    config = config or ModelConfig.load(folder)
+    config = config or read_config(folder)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     hf_model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, trust_remote_code=trust_remote_code)
