@@ -140,7 +140,7 @@ def test_bad_inputs_raise_image_error(tmp_path):
     text.write_text("not an image")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    for source, message in [(truncated, "decode"), (str(text), "decode"), (str(empty), "decode"),
+    for source, message in [(truncated, "decode"), (str(text), "decode"), (str(empty), "empty input"), (b"", "empty"),
                             (str(tmp_path / "missing.jpg"), "cannot open")]:
         with pytest.raises(ImageError, match=message):
             load_image(source)

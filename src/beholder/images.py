@@ -51,6 +51,9 @@ def load_image(
     except OSError as exc:
         raise ImageError(f"cannot open {source}: {exc.strerror or exc}") from exc
     with fp:
+        if not fp.read(1):
+            raise ImageError(f"empty input (0 bytes): {source if not isinstance(source, bytes) else 'bytes'}")
+        fp.seek(0)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -166,10 +169,18 @@ def pad_to_square(image: Image.Image, fill: Sequence[float] = CLIP_MEAN) -> Imag
 
 
 def normalize(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """PIL RGB images of one size -> float32 array (n, 3, H, W), scaled to [0, 1] then standardised."""
-    array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 255.0
-    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(array.transpose(0, 3, 1, 2))
+    """PIL RGB images of one size -> float32 array (n, 3, H, W), scaled to [0, 1] then standardised.
+
+    (x / 255 - mean) / std is computed as one multiply-add per pixel, x * (1 / (255 std)) - mean / std, into the
+    channel-first output: it is the hot loop of decoding (a 13-tile image is 7.8M values)."""
+    pixels = np.stack([np.asarray(im, dtype=np.uint8) for im in images]).transpose(0, 3, 1, 2)  # (n, 3, H, W)
+    std = np.asarray(std, np.float32)
+    scale = (1.0 / (255.0 * std)).reshape(1, 3, 1, 1)
+    offset = (np.asarray(mean, np.float32) / std).reshape(1, 3, 1, 1)
+    out = np.empty(pixels.shape, dtype=np.float32)
+    np.multiply(pixels, scale, out=out)
+    out -= offset
+    return out
 
 
 @dataclass(frozen=True)

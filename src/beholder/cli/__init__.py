@@ -28,16 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_transformers() -> None:
-    """Weight-loading progress bars and advisory warnings of transformers are noise on a command line."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-
-
 def main(argv: list[str] | None = None) -> int:
-    _quiet_transformers()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

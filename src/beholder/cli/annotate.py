@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from beholder.scoring import load
+from beholder.cli.common import add_model_options, load_scorer
 
 
 def _run(args: argparse.Namespace) -> int:
-    scorer = load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    scorer = load_scorer(args)
     kwargs = {"do_sample": True, "temperature": args.temperature} if args.sample else {}
     failed = 0
     for note in scorer.annotate(args.images, max_new_tokens=args.max_new_tokens, **kwargs):
@@ -27,11 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", "-m", required=True, help="model folder or hub id")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
-    parser.add_argument("--dtype", default="auto", help="float32 | bfloat16 | float16 (CUDA) | auto")
+    add_model_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--temperature", type=float, default=1.0, help="with --sample")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own Python code")
     parser.set_defaults(func=_run)

@@ -1,0 +1,101 @@
+"""A model's predictions for evaluation, with the scale they are on and where that scale came from.
+
+Predictions come from a score table written by `beholder score` (read with `beholder.io`, whose provenance
+states the model's native scale) or straight from a Scorer. The scale is chosen in this order, and the
+report says which: an explicit scale (--pred-scale), the table's provenance or the scorer's preset, and
+last the 0–1 default (flagged as unstated, since a wrong guess corrupts MAE, bias and levels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from beholder.evaluate.scales import UNIT, Scale
+from beholder.results import ScoreResult
+
+if TYPE_CHECKING:
+    from beholder.evaluate.benchmarks import Benchmark
+    from beholder.scoring import Scorer
+
+
+@dataclass(frozen=True)
+class Predictions:
+    name: str  # shown in the leaderboard
+    results: list[ScoreResult]
+    scale: Scale
+    provenance: dict[str, Any]
+
+
+def read_predictions(
+    path: str | os.PathLike[str], *, scale: Scale | None = None, name: str | None = None
+) -> Predictions:
+    """Read a .jsonl/.csv/.parquet score table and its provenance.
+
+    The name defaults to the file stem (unique within a folder, and chosen by whoever named the file; the model
+    that made it is in the provenance); the scale defaults to the provenance's scale.
+    """
+    from beholder.io import read_provenance, read_table
+
+    provenance = read_provenance(path) or {}
+    rows = read_table(path).to_pylist()
+    results = [ScoreResult.from_row(row) for row in rows]
+    if scale is None and provenance.get("scale"):
+        scale = Scale(*provenance["scale"], source=f"provenance of {Path(path).name}")
+    return Predictions(name or Path(path).stem, results, scale or _unstated(), provenance)
+
+
+def score_benchmark(
+    scorer: Scorer,
+    benchmark: Benchmark,
+    output: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    scale: Scale | None = None,
+    full: bool | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> Predictions:
+    """Score every benchmark image into the score table `output`, then read it back as predictions.
+
+    The table is written by the resumable batch pipeline, so an interrupted evaluation resumes where it
+    stopped, and a finished table made by the same model and settings is reused as it is (re-running only
+    re-measures). `full` defaults to the model's own default (MetaVoter and 12 dimensions when it has them).
+    """
+    from beholder.io import ResumableWriter
+    from beholder.io.readers import Item
+    from beholder.pipeline import run_settings, score_inputs
+
+    full = scorer.has_full if full is None else full
+    stale = Path(output).exists() and not _made_with(output, run_settings(scorer, full))
+    writer = ResumableWriter(output, overwrite=stale)
+    if not writer.complete:
+        with writer:
+            score_inputs(
+                scorer,
+                (Item(path, path) for path in benchmark.paths),
+                writer,
+                full=full,
+                batch_size=batch_size,
+                total=len(benchmark.items),
+                progress=progress,
+                provenance={"benchmark": benchmark.source},
+            )
+    scale = scale or Scale(*scorer.scale, source=f"model {scorer.source!r} (its native scale)")
+    return read_predictions(output, scale=scale, name=name or scorer.source)
+
+
+def _made_with(table: str | os.PathLike[str], settings: dict[str, Any]) -> bool:
+    """Whether a finished score table's provenance records these run settings (model, weights, mode)."""
+    from beholder.io import read_provenance
+
+    stored = read_provenance(table) or {}
+    current = json.loads(json.dumps(settings, default=str))  # as provenance reads back: tuples become lists
+    return stored.get("mode") == current["mode"] and all(stored.get(k) == v for k, v in current["scorer"].items())
+
+
+def _unstated() -> Scale:
+    return Scale(*UNIT, source="default: the predictions do not state a scale (pass --pred-scale lo,hi)")

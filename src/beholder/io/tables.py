@@ -1,0 +1,209 @@
+"""Score tables on disk: one flat schema, three formats (.jsonl, .csv, .parquet), provenance alongside.
+
+Every score table carries its provenance (which model, weights, preprocessing and beholder version made it)
+in a sidecar `OUT.provenance.json` that any user can open; Parquet files also hold the same JSON in their
+schema metadata under `beholder.provenance`, so the file stays self-describing when copied alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX
+from beholder.standard import DIMENSIONS
+
+FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+PROVENANCE_KEY = b"beholder.provenance"
+PROVENANCE_SUFFIX = ".provenance.json"
+# Columns whose type is fixed by the schema, whatever a CSV or JSONL reader would guess from the values.
+_STRING_COLUMNS = ("path", "level", "error")
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """ "jsonl" | "csv" | "parquet" from the file name; a clear error for anything else."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise ValueError(f"{path}: unknown table format {suffix!r}; use one of {', '.join(FORMATS)}") from None
+
+
+def provenance_path(path: str | os.PathLike) -> Path:
+    return Path(f"{os.fspath(path)}{PROVENANCE_SUFFIX}")
+
+
+def is_score_column(name: str) -> bool:
+    return name.startswith((DIM_PREFIX, HEAD_PREFIX)) or name == "score"
+
+
+def order_columns(names: Iterable[str]) -> list[str]:
+    """Canonical column order: path, score, level, error, dim_<key> in official order, head_<name>, then the
+    rest (carried columns) in first-seen order. Keeps every output the same shape whatever came first."""
+    names = list(dict.fromkeys(names))
+    dims = [DIM_PREFIX + key for key in DIMENSIONS if DIM_PREFIX + key in names]
+    heads = [n for n in names if n.startswith(HEAD_PREFIX)]
+    base = [n for n in BASE_COLUMNS if n in names]
+    rest = [n for n in names if n not in base and n not in dims and n not in heads]
+    return base + dims + heads + rest
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows with possibly different keys (error rows have no dim_ columns) -> one table, missing cells null."""
+    names = order_columns(name for row in rows for name in row)
+    return pa.table({name: pa.array([row.get(name) for row in rows]) for name in names})
+
+
+def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """One schema for tables written at different times: null columns take the type seen elsewhere, ints
+    widen to floats, and columns come in canonical order."""
+    merged = pa.unify_schemas(list(schemas), promote_options="permissive")
+    return pa.schema([merged.field(name) for name in order_columns(merged.names)])
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns (absent ones null), cast to its types."""
+    columns = [
+        table[field.name].cast(field.type) if field.name in table.column_names else pa.nulls(len(table), field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def read_table(
+    path: str | os.PathLike, *, columns: Sequence[str] | None = None, string_columns: Sequence[str] = ()
+) -> pa.Table:
+    """Read any .jsonl/.csv/.parquet table (a manifest, say). `string_columns` stay strings even where a CSV
+    value looks like a number (a path "001" is not the number 1)."""
+    path = Path(path)
+    fmt = table_format(path)
+    strings = dict.fromkeys(string_columns, pa.string())
+    wanted = list(columns) if columns else None
+    if fmt == "parquet":
+        table = pq.read_table(path, columns=wanted)
+    elif fmt == "csv":
+        options = pa_csv.ConvertOptions(column_types=strings, strings_can_be_null=True, include_columns=wanted)
+        table = pa_csv.read_csv(path, convert_options=options)
+    else:
+        table = pa_json.read_json(path)
+        if wanted:
+            table = table.select([c for c in wanted if c in table.column_names])
+    return _cast(table, lambda name: strings.get(name))
+
+
+def read_scores(
+    path: str | os.PathLike, *, columns: Sequence[str] | None = None, string_columns: Sequence[str] = ()
+) -> pa.Table:
+    """Read a score table: `path`, `level`, `error` (and `string_columns`) as strings, `score`, `dim_` and
+    `head_` columns as float64, whatever a CSV or JSONL reader would guess from the values."""
+    table = read_table(path, columns=columns, string_columns=(*_STRING_COLUMNS, *string_columns))
+    return _cast(table, lambda name: pa.float64() if is_score_column(name) else None)
+
+
+def _cast(table: pa.Table, type_of: Callable[[str], pa.DataType | None]) -> pa.Table:
+    for i, name in enumerate(table.column_names):
+        target = type_of(name)
+        if target is not None and table.schema.field(i).type != target:
+            table = table.set_column(i, name, table[name].cast(target))
+    return table
+
+
+def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The provenance of a score table: the sidecar if present, else Parquet metadata, else None."""
+    sidecar = provenance_path(path)
+    if sidecar.exists():
+        return json.loads(sidecar.read_text())
+    if table_format(path) == "parquet":
+        metadata = pq.read_schema(path).metadata or {}
+        if PROVENANCE_KEY in metadata:
+            return json.loads(metadata[PROVENANCE_KEY])
+    return None
+
+
+class TableWriter:
+    """Streams tables of one schema into a .jsonl/.csv/.parquet file.
+
+    Parquet keeps types and provenance metadata; CSV writes nested values (lists, dicts from a manifest) as
+    JSON text since CSV has no nesting; JSONL writes one JSON object per row.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, *, fmt: str, provenance: dict[str, Any] | None):
+        self.path = Path(path)
+        self.format = fmt
+        self.schema = schema
+        self._file = open(self.path, "wb")
+        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+        if fmt == "parquet":
+            metadata = {PROVENANCE_KEY: json.dumps(provenance).encode()} if provenance else None
+            self._writer = pq.ParquetWriter(self._file, schema.with_metadata(metadata))
+        elif fmt == "csv":
+            self._writer = pa_csv.CSVWriter(self._file, pa.schema([_csv_field(f) for f in schema]))
+
+    def write(self, table: pa.Table) -> None:
+        table = conform(table, self.schema)
+        if self.format == "parquet":
+            self._writer.write_table(table)
+        elif self.format == "csv":
+            self._writer.write_table(_flatten_nested(table))
+        else:
+            for row in table.to_pylist():
+                self._file.write(json.dumps(row, ensure_ascii=False, default=str).encode() + b"\n")
+
+    def close(self) -> None:
+        """Finish the file and force it to disk (callers rename it into place next)."""
+        if self._writer is not None:
+            self._writer.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_nested(type_: pa.DataType) -> bool:
+    return pa.types.is_nested(type_) or pa.types.is_null(type_)
+
+
+def _csv_field(field: pa.Field) -> pa.Field:
+    return field.with_type(pa.string()) if _is_nested(field.type) else field
+
+
+def _flatten_nested(table: pa.Table) -> pa.Table:
+    for i, field in enumerate(table.schema):
+        if _is_nested(field.type):
+            text = [None if v is None else json.dumps(v, ensure_ascii=False, default=str) for v in table[i].to_pylist()]
+            table = table.set_column(i, field.name, pa.array(text, pa.string()))
+    return table
+
+
+def write_table(path: str | os.PathLike, table: pa.Table, provenance: dict[str, Any] | None = None) -> None:
+    """Write a whole table atomically (temp file, fsync, rename) with its provenance sidecar."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with TableWriter(tmp, table.schema, fmt=table_format(path), provenance=provenance) as writer:
+        writer.write(table)
+    if provenance is not None:
+        write_json_atomic(provenance_path(path), provenance)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
