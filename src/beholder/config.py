@@ -47,6 +47,7 @@ class LevelHeadConfig:
 @dataclass(frozen=True)
 class ExpertHeadConfig:
     ffn_hidden: int = 16  # width of each parent FFN (children -> hidden -> 1); 0 makes each parent a Linear
+    activation: str = "gelu"  # between the two Linears of a parent FFN: "gelu" | "relu" | "silu" | "tanh" | "sigmoid"
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,8 @@ def load(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> Scorer:
-    """Load a scorer from a local model folder or a hub id (downloaded once into the huggingface_hub cache)."""
+    """Load a scorer from a local model folder, a released model (preset name or hub id, e.g. "baidu/ERNIE-Image-Aes":
+    downloaded and converted once into beholder's cache) or the hub id of a beholder model folder."""
     folder = resolve_folder(name, revision=revision)
     config = read_config(folder)
     if max_tiles is not None:

@@ -74,6 +74,14 @@ SIZES: dict[str, dict] = {
                   num_key_value_heads=2),
         vocab_size=None,  # the tokenizer's own size
     ),
+    # Enough capacity to learn planted visual signals from scratch on a CPU (benchmarks/synthetic_hiaa.py):
+    # 112-pixel tiles = 8x8 patches -> 16 visual tokens per tile.
+    "small": dict(
+        vision=dict(hidden_size=96, num_hidden_layers=4, num_attention_heads=4, intermediate_size=192, image_size=112),
+        text=dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2),
+        vocab_size=None,
+    ),
     "internvl2-1b": dict(
         vision=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
                     image_size=448),

@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from beholder.presets import PRESETS
-
-
-def list_models() -> list[dict]:
-    """One row per preset: name, scale, heads, preprocessing mode, hub id and licence."""
-    rows = []
-    for name, config in PRESETS.items():
-        heads = [h for h in ("level", "regression", "expert", "metavoter") if getattr(config.heads, h)]
-        rows.append({
-            "name": name,
-            "scale": f"{config.scale[0]:g}-{config.scale[1]:g}",
-            "heads": "+".join(heads),
-            "preprocess": config.preprocess.mode,
-            "hub_id": config.hub_id or "-",
-            "license": config.license or "-",
-        })
-    return rows
+from beholder.presets import list_models
 
 
 def _run(args: argparse.Namespace) -> int:

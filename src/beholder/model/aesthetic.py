@@ -115,9 +115,10 @@ class AestheticModel(nn.Module):
 
     @torch.inference_mode()
     def score_full(self, visuals: list[Visual]) -> HeadOutputs:
-        """Image prefix encoded once; both questions continue from its KV cache; all four heads."""
-        if not self.config.has_full:
-            raise ValueError(f"model {self.config.name!r} has no expert head and MetaVoter; use fast scoring")
+        """Image prefix encoded once; both questions continue from its KV cache; every head the model has (a
+        model without the MetaVoter, e.g. before stage 2 of training, still gets its 12 expert dimensions)."""
+        if self.heads.expert is None:
+            raise ValueError(f"model {self.config.name!r} has no expert head; use fast scoring")
         prefix, images = self._batch_inputs(visuals)
         _, context = self.backbone.encode(self._ids(prefix, len(visuals)), images, keep_cache=True)
         overall = self.backbone.extend(self._ids(self.question_ids, len(visuals)), context)

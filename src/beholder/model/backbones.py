@@ -72,11 +72,20 @@ class Backbone:
         raise NotImplementedError
 
     def encode(
-        self, input_ids: torch.Tensor, images: dict[str, torch.Tensor], keep_cache: bool = False
+        self,
+        input_ids: torch.Tensor,
+        images: dict[str, torch.Tensor],
+        keep_cache: bool = False,
+        attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Context | None]:
-        """input_ids (B, L) with the image placeholders -> (last hidden state (B, L, hidden), Context or None)."""
-        positions, rope_deltas = self._positions(input_ids, images)
-        out = self.base(input_ids=input_ids, **images, **positions, use_cache=keep_cache)
+        """input_ids (B, L) with the image placeholders -> (last hidden state (B, L, hidden), Context or None).
+
+        attention_mask (B, L), 1 on real tokens, for right-padded training batches of unequal rows (scoring
+        batches never pad); rows may then hold different numbers of images' placeholders."""
+        positions, rope_deltas = self._positions(input_ids, images, attention_mask)
+        out = self.base(
+            input_ids=input_ids, attention_mask=attention_mask, **images, **positions, use_cache=keep_cache
+        )
         if not keep_cache:
             return out.last_hidden_state, None
         return out.last_hidden_state, Context(out.cache, input_ids.shape[1], rope_deltas)
@@ -96,7 +105,7 @@ class Backbone:
         return {}
 
     def _positions(
-        self, input_ids: torch.Tensor, images: dict[str, torch.Tensor]
+        self, input_ids: torch.Tensor, images: dict[str, torch.Tensor], attention_mask: torch.Tensor | None = None
     ) -> tuple[dict[str, Any], torch.Tensor | None]:
         """Extra forward kwargs for a sequence with images, and the RoPE offsets a continuation needs."""
         return {}, None  # 1-D RoPE: the model counts positions itself
@@ -160,11 +169,11 @@ class QwenVLBackbone(Backbone):
     def generation_inputs(self, input_ids, images):
         return {"mm_token_type_ids": (input_ids == self.image_token_id).int()}
 
-    def _positions(self, input_ids, images):
+    def _positions(self, input_ids, images, attention_mask=None):
         # 3-D (temporal, height, width) positions for the image tokens; text continues 1-D after them.
         types = (input_ids == self.image_token_id).int()
         positions, deltas = self.base.get_rope_index(
-            input_ids, mm_token_type_ids=types, image_grid_thw=images["image_grid_thw"]
+            input_ids, mm_token_type_ids=types, image_grid_thw=images["image_grid_thw"], attention_mask=attention_mask
         )
         return {"position_ids": positions}, deltas
 

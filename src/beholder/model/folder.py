@@ -20,6 +20,7 @@ from transformers import AutoModelForImageTextToText, AutoTokenizer
 
 from beholder.config import CONFIG_NAME, ModelConfig
 from beholder.model.aesthetic import AestheticModel
+from beholder.presets import find_release, similar_names
 
 HEADS_NAME = "heads.safetensors"
 _HASH_CACHE = ".beholder-weights.sha256.json"
@@ -38,9 +39,14 @@ def save_model(model: AestheticModel, folder: str | Path) -> Path:
     model.hf_model.save_pretrained(folder, safe_serialization=True)
     model.tokenizer.save_pretrained(folder)
     model.config.save(folder)
-    heads = {k: v.detach().float().cpu().contiguous() for k, v in model.heads.state_dict().items()}
-    save_file(heads, folder / HEADS_NAME, metadata={"format": "pt", "beholder": "heads"})
+    write_heads(model.heads.state_dict(), folder)
     return folder
+
+
+def write_heads(state: dict[str, torch.Tensor], folder: str | Path) -> None:
+    """Write an AestheticHeads state dict as heads.safetensors, in float32."""
+    heads = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+    save_file(heads, Path(folder) / HEADS_NAME, metadata={"format": "pt", "beholder": "heads"})
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -109,17 +115,45 @@ def _load_heads(model: AestheticModel, path: Path) -> None:
     model.heads.load_state_dict(state)
 
 
+# What is downloaded from the hub: weights as safetensors only (pickles can run code, never loaded), configs and
+# tokenizer files; never a checkpoint's Python code.
+HUB_FILES = ("*.safetensors", "*.json", "tokenizer.model", "*.txt", "*.tiktoken")
+
+
 def resolve_folder(name: str | Path, *, revision: str | None = None, cache_dir: str | None = None) -> Path:
-    """A local folder as is; otherwise a hub id, downloaded once through huggingface_hub's cache."""
+    """A local folder as is; a released model (preset name or hub id, see beholder.presets) downloaded and
+    converted once into beholder's cache (beholder.convert.hub); otherwise a hub id of a beholder model folder,
+    downloaded once through huggingface_hub's cache."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
+    release = find_release(str(name))
+    if release is not None:
+        from beholder.convert.hub import fetch_converted
+
+        repo_id, config = release
+        return fetch_converted(repo_id, config, revision=revision)
     if path.exists() or str(name).startswith((".", "/", "~")) or str(name).count("/") != 1:
-        raise ModelNotFoundError(f"no model folder at {name!r}, and it is not a hub id of the form 'owner/name'")
-    return _download(str(name), revision, cache_dir)
+        raise ModelNotFoundError(
+            f"no model folder at {name!r}, and it is neither a released model (`beholder models`) nor a hub id of "
+            f"the form 'owner/name'{_did_you_mean(str(name))}"
+        )
+    return download_snapshot(str(name), revision=revision, cache_dir=cache_dir)
 
 
-def _download(repo_id: str, revision: str | None, cache_dir: str | None) -> Path:
+def _did_you_mean(name: str) -> str:
+    similar = similar_names(name)
+    return f". Did you mean {' or '.join(similar)}?" if similar else ""
+
+
+def download_snapshot(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    allow_patterns: tuple[str, ...] = HUB_FILES,
+) -> Path:
+    """The files of a hub repository matching `allow_patterns`, from huggingface_hub's cache or downloaded into it."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -129,11 +163,15 @@ def _download(repo_id: str, revision: str | None, cache_dir: str | None) -> Path
     )
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir))
+        return Path(
+            snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=list(allow_patterns))
+        )
     except GatedRepoError as exc:
         raise ModelNotFoundError(f"{repo_id} is gated on the hub: accept its terms and log in (`hf auth login`)") from exc
     except RepositoryNotFoundError as exc:
-        raise ModelNotFoundError(f"no model {repo_id!r} on the hub (or it is private: log in first)") from exc
+        raise ModelNotFoundError(
+            f"no model {repo_id!r} on the hub (or it is private: log in first){_did_you_mean(repo_id)}"
+        ) from exc
     except RevisionNotFoundError as exc:
         raise ModelNotFoundError(f"{repo_id} has no revision {revision!r}") from exc
     except LocalEntryNotFoundError as exc:

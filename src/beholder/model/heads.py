@@ -45,10 +45,17 @@ class LevelHead(nn.Module):
         return (value - lo) / (hi - lo)
 
 
-def _ffn(n_in: int, hidden: int) -> nn.Module:
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+}
+
+
+def _ffn(n_in: int, hidden: int, activation: str) -> nn.Module:
     if hidden == 0:
         return nn.Linear(n_in, 1)
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, 1))
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown expert head activation {activation!r}; known: {sorted(ACTIVATIONS)}")
+    return nn.Sequential(nn.Linear(n_in, hidden), ACTIVATIONS[activation](), nn.Linear(hidden, 1))
 
 
 class ExpertHead(nn.Module):
@@ -64,9 +71,9 @@ class ExpertHead(nn.Module):
     def __init__(self, hidden_size: int, config: ExpertHeadConfig):
         super().__init__()
         self.leaves = nn.Linear(hidden_size, len(LEAVES))
-        self.face = _ffn(len(FACE_LEAVES), config.ffn_hidden)
-        self.appearance = _ffn(len(APPEARANCE_LEAVES), config.ffn_hidden)
-        self.overall = _ffn(3, config.ffn_hidden)
+        self.face = _ffn(len(FACE_LEAVES), config.ffn_hidden, config.activation)
+        self.appearance = _ffn(len(APPEARANCE_LEAVES), config.ffn_hidden, config.activation)
+        self.overall = _ffn(3, config.ffn_hidden, config.activation)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, hidden) -> (B, 12) scores in the official dimension order."""

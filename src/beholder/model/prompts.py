@@ -19,6 +19,8 @@ class ChatTemplate:
     image_end: str  # text after the placeholders
     question: str  # formatted with {question}; follows image_end
     assistant_start: str  # closes the user turn and opens the assistant turn
+    assistant_end: str = "<|im_end|>"  # closes the assistant turn: the last token a training answer supervises
+    begin: str = ""  # text before everything: the BOS token of tokenizers that add one (InternLM2's "<s>")
 
 
 TEMPLATES: dict[str, ChatTemplate] = {
@@ -31,6 +33,27 @@ TEMPLATES: dict[str, ChatTemplate] = {
         image_end="</img>",
         question="\n{question}",
         assistant_start="<|im_end|><|im_start|>assistant\n",
+    ),
+    # InternVL2 with an InternLM2 tokenizer, which starts every encoded text with its BOS token.
+    "internlm2-chat": ChatTemplate(
+        system="<|im_start|>system\n{system}<|im_end|>",
+        user_start="<|im_start|>user\n",
+        image_start="<img>",
+        image_token="<IMG_CONTEXT>",
+        image_end="</img>",
+        question="\n{question}",
+        assistant_start="<|im_end|><|im_start|>assistant\n",
+        begin="<s>",
+    ),
+    # InternVL2.5 / InternVL3 chat (ArtiMuse, ERNIE-Image-Aes): ChatML with a newline after each <|im_end|>.
+    "internvl2_5": ChatTemplate(
+        system="<|im_start|>system\n{system}<|im_end|>\n",
+        user_start="<|im_start|>user\n",
+        image_start="<img>",
+        image_token="<IMG_CONTEXT>",
+        image_end="</img>",
+        question="\n{question}",
+        assistant_start="<|im_end|>\n<|im_start|>assistant\n",
     ),
     # Qwen2-VL / Qwen2.5-VL / Qwen3-VL ChatML.
     "qwen2_vl": ChatTemplate(
@@ -54,7 +77,8 @@ def get_template(name: str) -> ChatTemplate:
 
 def prefix_texts(template: ChatTemplate, system: str) -> tuple[str, str]:
     """(text before the image placeholders, text after them) of the shared prefix."""
-    head = (template.system.format(system=system) if system else "") + template.user_start + template.image_start
+    system_turn = template.system.format(system=system) if system else ""
+    head = template.begin + system_turn + template.user_start + template.image_start
     return head, template.image_end
 
 

@@ -1,0 +1,52 @@
+"""`beholder convert`: a released checkpoint in InternVL's chat layout -> a beholder model folder.
+
+SRC is a local copy of the checkpoint (for machines without network), a released model's preset name or its
+hub id. The result loads with `beholder.load(DST)` / `--model DST` on current transformers, without the
+checkpoint's remote code. `beholder.load(hub id)` does the same by itself, once, into its cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+examples:
+  beholder convert KwaiVGI/HumanAesExpert-1B ./humanaesexpert-1b
+  beholder convert ./downloads/ERNIE-Image-Aes ./ernie-image-aes --preset ernie-image-aes
+  beholder convert ./HumanAesExpert-8B ./hae-8b --preset humanaesexpert-8b --expert-activation gelu"""
+
+
+def _run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging
+
+    from beholder.convert import ConversionError
+    from beholder.convert.hub import convert_source
+    from beholder.model.folder import ModelNotFoundError
+
+    logging.set_verbosity_error()
+
+    try:
+        out = convert_source(args.src, args.dst, preset=args.preset, revision=args.revision,
+                             expert_activation=args.expert_activation)
+    except (ConversionError, ModelNotFoundError, FileExistsError) as exc:
+        print(f"beholder convert: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="convert a released chat-layout checkpoint into a model folder", description=__doc__,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", metavar="SRC", help="checkpoint folder, released model name or hub id")
+    parser.add_argument("dst", metavar="DST", help="new model folder (must not exist, or be empty)")
+    parser.add_argument("--preset", help="preset giving prompts, preprocessing and scale (see `beholder models`); "
+                        "default: the released model's, or humanaesexpert for a checkpoint with its heads")
+    parser.add_argument("--revision", help="hub revision (branch, tag or commit) when SRC is a hub id")
+    parser.add_argument("--expert-activation", metavar="NAME",
+                        help="activation inside the expert head's parent FFNs (gelu, relu, silu, tanh, sigmoid), "
+                        "which no tensor records; needed when they have a hidden layer")
+    parser.set_defaults(func=_run)
