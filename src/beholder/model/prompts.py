@@ -7,6 +7,7 @@ placeholders are inserted as ids, so the prefix-shared and the naive concatenate
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -23,47 +24,35 @@ class ChatTemplate:
     begin: str = ""  # text before everything: the BOS token of tokenizers that add one (InternLM2's "<s>")
 
 
+# InternVL2 / InternLM2 chat (ChatML without newlines between turns), "<image>\n" before the question.
+_INTERNVL2 = ChatTemplate(
+    system="<|im_start|>system\n{system}<|im_end|>",
+    user_start="<|im_start|>user\n",
+    image_start="<img>",
+    image_token="<IMG_CONTEXT>",
+    image_end="</img>",
+    question="\n{question}",
+    assistant_start="<|im_end|><|im_start|>assistant\n",
+)
+# InternVL2.5 / InternVL3 chat (ArtiMuse, ERNIE-Image-Aes): ChatML with a newline after each <|im_end|>.
+_INTERNVL2_5 = dataclasses.replace(
+    _INTERNVL2,
+    system="<|im_start|>system\n{system}<|im_end|>\n",
+    assistant_start="<|im_end|>\n<|im_start|>assistant\n",
+)
+
 TEMPLATES: dict[str, ChatTemplate] = {
-    # InternVL2 / InternLM2 chat (ChatML without newlines between turns), "<image>\n" before the question.
-    "internvl2": ChatTemplate(
-        system="<|im_start|>system\n{system}<|im_end|>",
-        user_start="<|im_start|>user\n",
-        image_start="<img>",
-        image_token="<IMG_CONTEXT>",
-        image_end="</img>",
-        question="\n{question}",
-        assistant_start="<|im_end|><|im_start|>assistant\n",
-    ),
+    "internvl2": _INTERNVL2,
     # InternVL2 with an InternLM2 tokenizer, which starts every encoded text with its BOS token.
-    "internlm2-chat": ChatTemplate(
-        system="<|im_start|>system\n{system}<|im_end|>",
-        user_start="<|im_start|>user\n",
-        image_start="<img>",
-        image_token="<IMG_CONTEXT>",
-        image_end="</img>",
-        question="\n{question}",
-        assistant_start="<|im_end|><|im_start|>assistant\n",
-        begin="<s>",
-    ),
-    # InternVL2.5 / InternVL3 chat (ArtiMuse, ERNIE-Image-Aes): ChatML with a newline after each <|im_end|>.
-    "internvl2_5": ChatTemplate(
-        system="<|im_start|>system\n{system}<|im_end|>\n",
-        user_start="<|im_start|>user\n",
-        image_start="<img>",
-        image_token="<IMG_CONTEXT>",
-        image_end="</img>",
-        question="\n{question}",
-        assistant_start="<|im_end|>\n<|im_start|>assistant\n",
-    ),
-    # Qwen2-VL / Qwen2.5-VL / Qwen3-VL ChatML.
-    "qwen2_vl": ChatTemplate(
-        system="<|im_start|>system\n{system}<|im_end|>\n",
-        user_start="<|im_start|>user\n",
+    "internlm2-chat": dataclasses.replace(_INTERNVL2, begin="<s>"),
+    "internvl2_5": _INTERNVL2_5,
+    # Qwen2-VL / Qwen2.5-VL / Qwen3-VL: the same ChatML, their own vision tokens, no newline before the question.
+    "qwen2_vl": dataclasses.replace(
+        _INTERNVL2_5,
         image_start="<|vision_start|>",
         image_token="<|image_pad|>",
         image_end="<|vision_end|>",
         question="{question}",
-        assistant_start="<|im_end|>\n<|im_start|>assistant\n",
     ),
 }
 
