@@ -28,14 +28,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_scoring import _cpu_name as cpu_name  # sibling script: its folder is on sys.path when run
+from machine import cpu_name  # sibling module: the script's folder is on sys.path when run
 
 from beholder.io import InputPlan
 from beholder.pipeline import MemorySink, decode, default_decode_workers, score_inputs
 from beholder.presets import preset
 from beholder.results import ScoreResult
 from beholder.scoring import Scorer
-from beholder.testing import build_model, make_image
+from beholder.testing import SIZES, build_model, make_image
 
 
 def write_photos(folder: Path, n: int) -> list[str]:
@@ -92,7 +92,7 @@ def show(label: str, images_per_second: float, note: str = "") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=["tiny", "internvl2-1b"], default="tiny", help="model shape")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny", help="model shape")
     parser.add_argument("--images", type=int, default=64, help="photos decoded (and scored, for pipeline)")
     parser.add_argument("--model-images", type=int, help="photos for the model timing (default: --images)")
     parser.add_argument("--max-tiles", type=int, help="tiles per image (default: the model's; 12 for internvl2-1b)")

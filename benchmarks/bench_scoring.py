@@ -15,23 +15,13 @@ It also checks that both give the same scores, so the speed-up is not bought wit
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
+from machine import cpu_name  # sibling module: the script's folder is on sys.path when run
 
 from beholder.scoring import Scorer
 from beholder.testing import SIZES, build_model, make_image, naive_full
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _timed(fn, repeats: int) -> tuple[float, list[float]]:
@@ -73,7 +63,7 @@ def main() -> None:
         return [r.score for r in scorer.score_prepared(prepared, full=False, batch_size=args.batch_size)]
 
     params = sum(p.numel() for p in model.hf_model.parameters()) / 1e6
-    print(f"machine: {_cpu_name()} x{torch.get_num_threads()} threads | device {args.device} | torch {torch.__version__}")
+    print(f"machine: {cpu_name()} x{torch.get_num_threads()} threads | device {args.device} | torch {torch.__version__}")
     print(f"model: random {args.size} ({params:.0f}M params), {args.dtype}; {n_tiles} tile(s)/image "
           f"({args.tiles} + thumbnail if >1), prefix {n_tokens} tokens; {args.images} images, batch {args.batch_size}")
     t_naive, naive_scores = _timed(naive, args.repeats)
