@@ -143,7 +143,7 @@ def test_config_round_trip_and_strictness(tiny_internvl):
     assert ModelConfig.from_dict(config.to_dict()) == config
     data = config.to_dict()
     data["heads"]["surprise"] = 1
-    with pytest.raises(ValueError, match="unknown HeadsConfig fields"):
+    with pytest.raises(ValueError, match=r"ModelConfig.heads: unknown field\(s\) \['surprise'\]"):
         ModelConfig.from_dict(data)
     assert ModelConfig.from_dict({**config.to_dict(), "heads": {**config.to_dict()["heads"], "expert": None,
                                                                "metavoter": None}}).has_full is False

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from beholder.images import PreprocessConfig
 from beholder.standard import LEVELS
+from beholder.typedconfig import from_dict
 
 CONFIG_NAME = "beholder.json"
 FORMAT_VERSION = 1
@@ -92,7 +91,7 @@ class ModelConfig:
         version = data.get("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             raise ValueError(f"model config format {version} is newer than this beholder understands; upgrade")
-        return _build(cls, data)
+        return from_dict(cls, data)
 
     def save(self, folder: str | Path) -> None:
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -101,25 +100,3 @@ class ModelConfig:
     @classmethod
     def load(cls, folder: str | Path) -> ModelConfig:
         return cls.from_dict(json.loads((Path(folder) / CONFIG_NAME).read_text(encoding="utf-8")))
-
-
-def _build(kind: Any, value: Any) -> Any:
-    """Rebuild a (possibly nested, possibly optional) dataclass value from its JSON form."""
-    if value is None:
-        return None
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(kind) if a is not type(None)]
-        return _build(options[0], value)
-    if origin is tuple:
-        args = typing.get_args(kind)
-        item = args[0] if args else Any
-        return tuple(_build(item, v) for v in value)
-    if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        names = {f.name for f in dataclasses.fields(kind)}
-        unknown = set(value) - names
-        if unknown:
-            raise ValueError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
-        return kind(**{k: _build(hints[k], v) for k, v in value.items()})
-    return value

@@ -1,0 +1,127 @@
+"""`beholder data build`: labelled sources in, a training dataset folder out.
+
+Per source: read -> drop rows whose image is missing -> single-face filter (where asked) -> normalise (overall
+sources: min-max over what is left; raters: MOS) -> seeded per-source split. Written to the output folder,
+each file replaced whole, so a rerun gives the same files and never duplicates a row:
+    train_labels.jsonl, test_labels.jsonl   official label rows
+    train.jsonl, test.jsonl                 official training rows (paraphrased question, level answer, scores)
+    report.json                             counts per source: read, dropped by reason, kept, train, test
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from beholder.data.faces import count_faces, load_detector
+from beholder.data.qa import qa_row
+from beholder.data.rows import Label, write_labels, write_training_rows
+from beholder.data.sources import RawSource, SourceConfig, read_source, to_labels
+from beholder.data.split import split_labels
+from beholder.images import ImageError, load_image
+
+
+@dataclass(frozen=True)
+class FaceFilterConfig:
+    detector: str = "haar"  # "haar" (OpenCV cascade) or "package.module:factory" for a pluggable detector
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments for the detector's constructor
+    min_score: float = 0.0  # boxes with a confidence below this are not counted (detectors that give one)
+    workers: int = 4  # threads decoding and detecting (OpenCV releases the GIL)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    sources: tuple[SourceConfig, ...]  # the labelled sources, each normalised and split on its own
+    output: str = "dataset"  # output folder (relative paths: to the config file's folder)
+    seed: int = 0  # seeds the split and the choice of question paraphrase
+    test_fraction: float = 0.1  # share of each source held out for test
+    min_raters: int = 9  # raters sources: fewest ratings a dimension may have for its image to be kept
+    faces: FaceFilterConfig = field(default_factory=FaceFilterConfig)  # the single-face filter's detector
+
+
+@dataclass
+class SourceReport:
+    name: str
+    kind: str
+    read: int  # images in the source (raters sources: distinct images); read = kept + sum(dropped)
+    dropped: dict[str, int]  # reason -> images dropped: missing_image, unreadable, no_face, several_faces,
+    #                           too_few_raters
+    kept: int
+    train: int = 0
+    test: int = 0
+
+
+def build_dataset(config: BuildConfig, root: str | Path = ".") -> list[SourceReport]:
+    """Build the dataset folder of `config`; relative paths in it are resolved against `root`."""
+    if len({source.name for source in config.sources}) != len(config.sources):
+        raise ValueError("source names must be unique: normalisation and the reports are per source")
+    root = Path(root)
+    labels, reports, keys = [], [], []
+    for source in config.sources:
+        raw = read_source(source, root, config.min_raters)
+        read = len(raw.items) + sum(raw.dropped.values())  # raters sources drop thin images while reading
+        _drop_missing(raw)
+        if source.single_face:
+            _filter_single_face(raw, config.faces)
+        kept = to_labels(raw)
+        labels += kept
+        keys.append({label.key for label in kept})
+        reports.append(SourceReport(source.name, source.kind, read, dict(raw.dropped), len(kept)))
+    train, test = split_labels(labels, config.test_fraction, config.seed)
+    for report, mine in zip(reports, keys):
+        report.train = sum(1 for label in train if label.key in mine)
+        report.test = sum(1 for label in test if label.key in mine)
+    _write(root / config.output, train, test, reports, config.seed)
+    return reports
+
+
+def _drop_missing(raw: RawSource) -> None:
+    present = [item for item in raw.items if os.path.isfile(item.image)]
+    if len(present) < len(raw.items):
+        raw.dropped["missing_image"] += len(raw.items) - len(present)
+    raw.items = present
+
+
+def _filter_single_face(raw: RawSource, faces: FaceFilterConfig) -> None:
+    """Keep the items whose image has exactly one face; count the others by reason."""
+    local = threading.local()
+
+    def faces_in(path: str) -> int | None:
+        if not hasattr(local, "detector"):  # one detector per thread: cascades are not promised thread-safe
+            local.detector = load_detector(faces.detector, faces.options)
+        try:
+            return count_faces(local.detector, load_image(path), faces.min_score)
+        except ImageError:
+            return None
+
+    with ThreadPoolExecutor(max(1, faces.workers)) as pool:
+        counts = list(pool.map(faces_in, [item.image for item in raw.items]))
+    kept = []
+    for item, n in zip(raw.items, counts):
+        if n == 1:
+            kept.append(item)
+        else:
+            raw.dropped["unreadable" if n is None else "no_face" if n == 0 else "several_faces"] += 1
+    raw.items = kept
+
+
+def _write(out: Path, train: list[Label], test: list[Label], reports: list[SourceReport], seed: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_labels(out / "train_labels.jsonl", train)
+    write_labels(out / "test_labels.jsonl", test)
+    write_training_rows(out / "train.jsonl", (qa_row(label, seed) for label in train))
+    write_training_rows(out / "test.jsonl", (qa_row(label, seed) for label in test))
+    tmp = out / f".report.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+    os.replace(tmp, out / "report.json")
+
+
+def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfig:
+    from beholder import typedconfig
+
+    return typedconfig.load(BuildConfig, path, overrides)

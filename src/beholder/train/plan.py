@@ -1,0 +1,64 @@
+"""The order of training rows as a pure function of (seed, step), so any step can be resumed or sharded.
+
+Epoch e visits the rows in a permutation seeded by (seed, e); the epochs are laid end to end and cut into
+global batches of `batch_size` rows (a trailing partial batch is dropped). Global batch s is split evenly
+over the processes, and each process's share into micro-batches. One process with batch B and two with B/2
+each see exactly the same rows per step: that is what makes DDP a drop-in for single-process training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    n_rows: int  # training rows
+    batch_size: int  # rows per optimizer step, all processes together
+    epochs: float  # passes over the rows (fractions allowed)
+    seed: int
+
+    @property
+    def steps(self) -> int:
+        return int(self.n_rows * self.epochs) // self.batch_size
+
+    @lru_cache(maxsize=4)  # noqa: B019 - plans are few and long-lived; consecutive steps share an epoch
+    def _epoch(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+
+    def global_batch(self, step: int) -> list[int]:
+        """Row indices of optimizer step `step` (0-based)."""
+        start = step * self.batch_size
+        rows = []
+        for position in range(start, start + self.batch_size):
+            epoch, offset = divmod(position, self.n_rows)
+            rows.append(int(self._epoch(epoch)[offset]))
+        return rows
+
+    def micro_batches(self, step: int, rank: int, world: int, micro_batch_size: int) -> list[list[int]]:
+        """Process `rank`'s micro-batches of step `step`."""
+        share = self.batch_size // world
+        mine = self.global_batch(step)[rank * share : (rank + 1) * share]
+        return [mine[i : i + micro_batch_size] for i in range(0, share, micro_batch_size)]
+
+    def check(self, world: int, micro_batch_size: int) -> None:
+        if self.batch_size % (world * micro_batch_size):
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of processes x micro_batch_size "
+                f"({world} x {micro_batch_size})"
+            )
+        if self.steps < 1:
+            raise ValueError(f"{self.n_rows} rows x {self.epochs} epochs make no batch of {self.batch_size}")
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` share of the steps, then cosine decay to zero at `total`."""
+    warm = math.ceil(warmup * total)
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
