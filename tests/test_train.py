@@ -208,8 +208,13 @@ def test_two_process_ddp_matches_one_process(dataset, tmp_path):
                 "stage1.warmup": 0, "stage1.lora.dropout": 0, "stage1.projector": "full", "stage2.epochs": 3,
                 "stage2.batch_size": 8, "stage2.lr": 1e-2, "eval_batch_size": 1, "log_every": 1, "name": "one"}
     overrides = [f"{k}={v}" for k, v in settings.items()]
-    single = train(load_train_config(None, [f"model={start}", f"train={tmp_path / 'rows.jsonl'}",
-                                            f"output={tmp_path / 'one'}", *overrides]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the kernels of the single-threaded workers below, so sums run in the same order
+    try:
+        single = train(load_train_config(None, [f"model={start}", f"train={tmp_path / 'rows.jsonl'}",
+                                                f"output={tmp_path / 'one'}", *overrides]))
+    finally:
+        torch.set_num_threads(threads)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "beholder",
         "train", "--model", str(start), "--data", str(tmp_path / "rows.jsonl"), "--output", str(tmp_path / "two"),
