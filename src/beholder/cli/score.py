@@ -198,8 +198,9 @@ def format_card(row: dict[str, Any], scale: tuple[float, float]) -> str:
     if dims:
         width = max(len(DISPLAY_NAMES[k]) for k in dims)
         lines.append("")
-        lines.append(f"  {'dimension':<{width}}  score  level")
+        lines.append(f"  {'dimension':<{width}}   score  level")
         for key in dims:
             value = row[f"dim_{key}"]
-            lines.append(f"  {DISPLAY_NAMES[key]:<{width}}  {value:.3f}  {score_to_level(min(max(value, 0.0), 1.0))}")
+            level = score_to_level(min(max(value, 0.0), 1.0))
+            lines.append(f"  {DISPLAY_NAMES[key]:<{width}}  {value:>6.3f}  {level}")
     return "\n".join(lines)
