@@ -10,7 +10,6 @@ each file replaced whole, so a rerun gives the same files and never duplicates a
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from beholder.data.rows import Label, write_labels, write_training_rows
 from beholder.data.sources import RawSource, SourceConfig, read_source, to_labels
 from beholder.data.split import split_labels
 from beholder.images import ImageError, load_image
+from beholder.io import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -116,9 +116,7 @@ def _write(out: Path, train: list[Label], test: list[Label], reports: list[Sourc
     write_labels(out / "test_labels.jsonl", test)
     write_training_rows(out / "train.jsonl", (qa_row(label, seed) for label in train))
     write_training_rows(out / "test.jsonl", (qa_row(label, seed) for label in test))
-    tmp = out / f".report.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
-    os.replace(tmp, out / "report.json")
+    write_json_atomic(out / "report.json", [asdict(r) for r in reports])
 
 
 def load_build_config(path: str | Path, overrides: list[str] = ()) -> BuildConfig:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from beholder.io.tables import read_jsonl
 from beholder.standard import DIMENSIONS, score_to_level
 
 OVERALL = DIMENSIONS.index("overall")
@@ -115,17 +116,6 @@ def _relative(path: str, folder: Path) -> str:
 
 def _resolve(path: str, folder: Path) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(folder, path))
-
-
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Rows of a jsonl file; blank lines are skipped, a malformed line is an error naming its line number."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not a JSON object: {exc}") from None
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:

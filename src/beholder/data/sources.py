@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from beholder.data.mos import Rating, mean_opinion_scores
-from beholder.data.rows import Label, read_jsonl
+from beholder.data.rows import Label
+from beholder.io import read_jsonl
 from beholder.standard import DIMENSIONS
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from beholder.evaluate.scales import UNIT, Scale
+from beholder.io import read_jsonl, read_table
 from beholder.results import DIM_PREFIX, ScoreResult
 from beholder.standard import DIMENSIONS, scores_from_official
 
@@ -177,11 +178,8 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ValueError(f"{path}: expected a JSON list of objects")
         return data
     if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return list(read_jsonl(path))
     if suffix in (".csv", ".parquet"):
-        from beholder.io import read_table
-
         return read_table(path, string_columns=IMAGE_KEYS + CATEGORY_KEYS).to_pylist()
     raise ValueError(f"{path}: unsupported table format {suffix!r}; expected .json, .jsonl, .csv or .parquet")
 

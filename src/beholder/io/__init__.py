@@ -1,7 +1,15 @@
 """Inputs and outputs of batch scoring: INPUT expansion, score tables, and the resumable writer."""
 
 from beholder.io.readers import InputError, InputPlan, Item, read_tar_member, split_tar_key
-from beholder.io.tables import read_provenance, read_scores, read_table, table_format, write_table
+from beholder.io.tables import (
+    read_jsonl,
+    read_provenance,
+    read_scores,
+    read_table,
+    table_format,
+    write_json_atomic,
+    write_table,
+)
 from beholder.io.writers import OutputConflict, ResumableWriter, TableTotals
 
 __all__ = [
@@ -11,11 +19,13 @@ __all__ = [
     "OutputConflict",
     "ResumableWriter",
     "TableTotals",
+    "read_jsonl",
     "read_provenance",
     "read_scores",
     "read_table",
     "read_tar_member",
     "split_tar_key",
     "table_format",
+    "write_json_atomic",
     "write_table",
 ]
