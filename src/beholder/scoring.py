@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,12 +17,14 @@ from typing import Any
 
 import torch
 
-from beholder.images import ImageError, ImageSource, load_image
+from beholder.images import DecodeConfig, ImageError, ImageSource
 from beholder.model.aesthetic import AestheticModel, HeadOutputs
 from beholder.model.backbones import Visual
 from beholder.model.folder import load_model, read_config, resolve_folder, weights_sha256
+from beholder.preprocess import decode_image
 from beholder.results import ScoreResult
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS, score_to_level
+from beholder.typedconfig import from_dict
 
 
 @dataclass
@@ -46,11 +48,19 @@ def _path_of(source: ImageSource, path: str | None) -> str | None:
 
 
 class Scorer:
-    def __init__(self, model: AestheticModel, *, source: str | None = None, folder: Path | None = None):
+    def __init__(
+        self,
+        model: AestheticModel,
+        *,
+        source: str | None = None,
+        folder: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         self.model = model
         self.config = model.config
         self.source = source or self.config.name  # what the user asked for: a hub id, a path or a preset
         self.folder = folder
+        self.overrides = overrides or {}  # settings changed from the model folder's own at load, dotted name -> value
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -75,6 +85,7 @@ class Scorer:
             "backbone": self.config.backbone,
             "scale": list(self.scale),
             "preprocess": dataclasses.asdict(self.config.preprocess),
+            "overrides": self.overrides,
             "prompt": dataclasses.asdict(self.config.prompt),
             "dtype": str(hf.dtype).removeprefix("torch."),
             "device": str(hf.device),
@@ -87,7 +98,7 @@ class Scorer:
 
     def prepare(self, source: ImageSource, path: str | None = None) -> PreparedImage:
         """Decode and preprocess one image. Raises ImageError for input that is not a usable image."""
-        image = load_image(source, target=self.config.preprocess.target_size)
+        image = decode_image(source, self.config.preprocess)
         try:
             visual = self.model.backbone.visual(image)
         except (ValueError, OSError) as exc:
@@ -204,14 +215,28 @@ def load(
     device: str = "cpu",
     dtype: str = "float32",
     max_tiles: int | None = None,
+    decode: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> Scorer:
     """Load a scorer from a local model folder, a released model (preset name or hub id, e.g. "baidu/ERNIE-Image-Aes":
-    downloaded and converted once into beholder's cache) or the hub id of a beholder model folder."""
+    downloaded and converted once into beholder's cache) or the hub id of a beholder model folder.
+
+    max_tiles: most tiles per image, replacing the model's (tiled models).
+    decode: DecodeConfig fields replacing the model's, each a departure from what the reference code does:
+        {"draft": True} (faster JPEG decoding at reduced scale), {"exif_transpose": True}, {"alpha": "white"}.
+    Both are recorded in `Scorer.provenance["overrides"]`.
+    """
     folder = resolve_folder(name, revision=revision)
     config = read_config(folder)
+    preprocess, overrides = config.preprocess, {}
     if max_tiles is not None:
-        config = config.replace(preprocess=dataclasses.replace(config.preprocess, max_tiles=max_tiles))
+        preprocess = dataclasses.replace(preprocess, max_tiles=max_tiles)
+        overrides["preprocess.max_tiles"] = max_tiles
+    if decode:
+        merged = from_dict(DecodeConfig, {**dataclasses.asdict(preprocess.decode), **decode}, "decode")
+        preprocess = dataclasses.replace(preprocess, decode=merged)
+        overrides.update({f"preprocess.decode.{key}": value for key, value in decode.items()})
+    config = config.replace(preprocess=preprocess)
     model = load_model(folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code, config=config)
-    return Scorer(model, source=str(name), folder=folder)
+    return Scorer(model, source=str(name), folder=folder, overrides=overrides)
