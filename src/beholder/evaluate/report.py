@@ -130,7 +130,7 @@ def _dimensions(scored: Sequence[tuple[BenchmarkItem, ScoreResult]]) -> dict[str
                 "mae": metrics.mae(p, g),
                 "rmse": metrics.rmse(p, g),
                 "srcc": _quiet(metrics.srcc, p, g),
-                "hae_compat_mae_is_sqrt_mae": math.sqrt(metrics.mae(p, g)),
+                "hae_compat_mae_is_sqrt_mae": metrics.hae_sqrt(metrics.mae(p, g)),
             }
     return table or None
 
