@@ -125,7 +125,8 @@ def main() -> None:
     )
     print(
         f"model: random {args.size} ({params:,.1f}M params, {args.dtype}), full scoring, batch {args.batch_size}; "
-        f"tiles {preprocess.image_size}px, up to {preprocess.max_tiles} + thumbnail; JPEG draft {preprocess.decode.draft}"
+        f"tiles {preprocess.image_size}px, up to {preprocess.max_tiles} + thumbnail; "
+        f"JPEG draft {preprocess.decode.draft}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_photos(Path(tmp), args.images)

@@ -243,10 +243,10 @@ def fake_hub(tmp_path, monkeypatch, no_network, qwen2_tokenizer):
 
 
 def test_a_released_id_is_downloaded_and_converted_once_then_reused(fake_hub, tmp_path, monkeypatch):
-    from beholder.convert import hub
+    from beholder.hub import cache
 
     conversions = []
-    monkeypatch.setattr(hub, "convert_checkpoint", lambda *a, **k: conversions.append(a) or convert_checkpoint(*a, **k))
+    monkeypatch.setattr(cache, "convert_checkpoint", lambda *a, **k: conversions.append(a) or convert_checkpoint(*a, **k))
     first = beholder.load("baidu/ERNIE-Image-Aes")
     second = beholder.load("ernie-image-aes")
     assert len(conversions) == 1 and first.folder == second.folder
@@ -289,14 +289,43 @@ def test_a_wrong_hub_id_is_a_clear_error(monkeypatch, no_network):
 
 
 @pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "network-down"])
-def test_no_network_is_a_clear_error(tmp_path, monkeypatch, no_network, offline):
+def test_no_network_is_a_clear_error_naming_the_convert_command(tmp_path, monkeypatch, no_network, offline):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("BEHOLDER_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ModelNotFoundError, match="cannot download 'KwaiVGI/HumanAesExpert-1B': the hub is unreachable"):
-        beholder.load("KwaiVGI/HumanAesExpert-1B")
+    unreachable = "cannot download 'baidu/ERNIE-Image-Aes': the hub is unreachable"
+    with pytest.raises(ModelNotFoundError, match=unreachable) as exc:
+        beholder.load("ernie-image-aes")
+    assert str(exc.value).endswith(
+        "beholder convert ERNIE-Image-Aes ERNIE-Image-Aes-beholder --preset ernie-image-aes")
+
+
+@pytest.mark.parametrize("folder_name, preset, heads", [
+    ("ERNIE-Image-Aes", "ernie-image-aes", False),
+    ("HumanAesExpert-1B", "humanaesexpert-1b", True),
+    ("my-checkpoint", None, False),
+])
+def test_a_raw_checkpoint_folder_is_answered_with_its_convert_command(tmp_path, qwen2_tokenizer, capsys, folder_name,
+                                                                      preset, heads):
+    src = tmp_path / folder_name
+    tensors = cl.head_tensors(torch.Generator().manual_seed(0)) if heads else None
+    cl.write_checkpoint(src, qwen2_tokenizer, llm="qwen2", template="Hermes-2", heads=tensors)
+    with pytest.raises(ModelNotFoundError, match="It is a checkpoint in InternVL's chat layout") as exc:
+        beholder.load(src)
+    command = next(line.strip() for line in str(exc.value).splitlines() if line.strip().startswith("beholder convert"))
+    expected = f"beholder convert {src} {tmp_path / (folder_name + '-beholder')} --preset {preset or 'PRESET'}"
+    assert command == expected + (" --expert-activation NAME" if heads else "")
+    if preset is None:
+        assert "where PRESET is the model it is: one of humanaesexpert-1b" in str(exc.value)
+        return
+    # the command works as printed once NAME is filled in, and the message's --model then loads
+    argv = command.replace("NAME", "gelu").split()[1:]
+    assert main(argv) == 0
+    capsys.readouterr()
+    scorer = beholder.load(tmp_path / (folder_name + "-beholder"))
+    assert scorer.config.name == preset
 
 
 def test_cli_convert_and_models(tmp_path, qwen2_tokenizer, capsys):

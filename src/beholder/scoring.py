@@ -17,14 +17,16 @@ from typing import Any
 
 import torch
 
-from beholder.images import DecodeConfig, ImageError, ImageSource
+from beholder.hub import resolve_folder
+from beholder.images import ImageError, ImageSource
 from beholder.model.aesthetic import AestheticModel, HeadOutputs
 from beholder.model.backbones import Visual
-from beholder.model.folder import load_model, read_config, resolve_folder, weights_sha256
+from beholder.model.folder import load_model, read_config
+from beholder.model.weights import weights_sha256
 from beholder.preprocess import decode_image
 from beholder.results import ScoreResult
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS, score_to_level
-from beholder.typedconfig import from_dict
+from beholder.typedconfig import override
 
 
 @dataclass
@@ -70,18 +72,30 @@ class Scorer:
     def has_full(self) -> bool:
         return self.config.has_full
 
+    def full_scoring(self, full: bool | None) -> bool:
+        """Whether to run full scoring (MetaVoter + 12 dimensions): `full`, or by default when the model can.
+        Asking for it from a model without the heads it needs is an error, raised here and nowhere else."""
+        if full is None:
+            return self.has_full
+        if full and not self.has_full:
+            raise ValueError(
+                f"{self.source}: full scoring needs the Expert head and the MetaVoter, which this model does not "
+                "have; use fast scoring"
+            )
+        return full
+
     @cached_property
     def provenance(self) -> dict[str, Any]:
         import transformers
 
-        from beholder import __version__
+        from beholder.version import __version__
 
         hf = self.model.hf_model
         return {
             "model": self.config.name,
             "source": self.source,
             "hub_id": self.config.hub_id,
-            "weights_sha256": weights_sha256(self.folder) if self.folder else None,
+            "weights_sha256": weights_sha256(self.model.weights_files) if self.model.weights_files else None,
             "backbone": self.config.backbone,
             "scale": list(self.scale),
             "preprocess": dataclasses.asdict(self.config.preprocess),
@@ -138,9 +152,7 @@ class Scorer:
 
         A batch that fails (e.g. out of memory) is retried one image at a time, so one bad item costs one row.
         """
-        full = self.has_full if full is None else full
-        if full and not self.has_full:
-            raise ValueError(f"model {self.config.name!r} has no expert head and MetaVoter: full scoring needs both")
+        full = self.full_scoring(full)
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             groups[self.batch_key(item)].append(i)
@@ -174,7 +186,7 @@ class Scorer:
                 ScoreResult(
                     path=item.path,
                     score=lo + normalised * (hi - lo),
-                    level=score_to_level(min(max(normalised, 0.0), 1.0)),
+                    level=score_to_level(normalised),
                     dimensions=dict(zip(DIMENSIONS, dims[i])) if dims else {},
                     heads={name: values[i] for name, values in heads.items()},
                 )
@@ -217,26 +229,22 @@ def load(
     max_tiles: int | None = None,
     decode: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     revision: str | None = None,
 ) -> Scorer:
-    """Load a scorer from a local model folder, a released model (preset name or hub id, e.g. "baidu/ERNIE-Image-Aes":
+    """A Scorer for a local model folder, a released model (preset name or hub id, e.g. "baidu/ERNIE-Image-Aes":
     downloaded and converted once into beholder's cache) or the hub id of a beholder model folder.
 
     max_tiles: most tiles per image, replacing the model's (tiled models).
     decode: DecodeConfig fields replacing the model's, each a departure from what the reference code does:
         {"draft": True} (faster JPEG decoding at reduced scale), {"exif_transpose": True}, {"alpha": "white"}.
-    Both are recorded in `Scorer.provenance["overrides"]`.
+    allow_pickle: load backbone weights from pickle files when the folder has no safetensors (pickles can run code).
+    The changed settings are recorded in `Scorer.provenance["overrides"]`.
     """
     folder = resolve_folder(name, revision=revision)
-    config = read_config(folder)
-    preprocess, overrides = config.preprocess, {}
-    if max_tiles is not None:
-        preprocess = dataclasses.replace(preprocess, max_tiles=max_tiles)
-        overrides["preprocess.max_tiles"] = max_tiles
-    if decode:
-        merged = from_dict(DecodeConfig, {**dataclasses.asdict(preprocess.decode), **decode}, "decode")
-        preprocess = dataclasses.replace(preprocess, decode=merged)
-        overrides.update({f"preprocess.decode.{key}": value for key, value in decode.items()})
-    config = config.replace(preprocess=preprocess)
-    model = load_model(folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code, config=config)
+    overrides: dict[str, Any] = {} if max_tiles is None else {"preprocess.max_tiles": max_tiles}
+    overrides.update({f"preprocess.decode.{key}": value for key, value in (decode or {}).items()})
+    config = override(read_config(folder), overrides)
+    model = load_model(folder, device=device, dtype=dtype, config=config, trust_remote_code=trust_remote_code,
+                       allow_pickle=allow_pickle)
     return Scorer(model, source=str(name), folder=folder, overrides=overrides)

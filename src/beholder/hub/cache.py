@@ -1,10 +1,11 @@
 """Released checkpoints from the hub: downloaded once by huggingface_hub, converted once into beholder's cache.
 
 The converted folder is keyed by beholder's model-folder format, repository and commit,
-<cache>/converted/format-<N>/<owner>--<name>--<commit>, where <cache> is $BEHOLDER_CACHE or ~/.cache/beholder: a
-new upstream commit converts again, and so does a beholder whose folder format changed (so a released model
-always gets the current preset's settings), while a repeated load reuses it. Conversion writes a temporary folder and renames it into place, so a folder in the cache is complete even
-when a conversion was interrupted or two processes converted at once.
+<cache>/converted/format-<N>/<owner>--<name>--<commit>, where <cache> is $BEHOLDER_CACHE or ~/.cache/beholder:
+a new upstream commit converts again, and so does a beholder whose folder format changed (so a released model
+always gets the current preset's settings), while a repeated load reuses it. Conversion writes a temporary
+folder and renames it into place, so a folder in the cache is complete even when a conversion was interrupted
+or two processes converted at once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from beholder.config import CONFIG_NAME, FORMAT_VERSION, ModelConfig
 from beholder.convert.checkpoint import convert_checkpoint
-from beholder.model.folder import ModelNotFoundError, download_snapshot
+from beholder.hub.download import download_snapshot
+from beholder.model.folder import ModelNotFoundError
 from beholder.presets import find_release
 
 

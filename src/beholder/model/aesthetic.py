@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -68,6 +69,7 @@ class AestheticModel(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.hf_model = hf_model
+        self.weights_files: tuple[Path, ...] = ()  # the files its weights were loaded from (set by load_model)
         self.backbone: Backbone = adapter_for(config.backbone)(hf_model, config.preprocess)
         level_ids = level_token_ids(tokenizer, config.heads.level.tokens) if config.heads.level else None
         self.heads = AestheticHeads(self.backbone.hidden_size, config.heads, level_ids)
@@ -133,9 +135,8 @@ class AestheticModel(nn.Module):
     @torch.inference_mode()
     def score_full(self, visuals: list[Visual]) -> HeadOutputs:
         """Image prefix encoded once; both questions continue from its KV cache; every head the model has (a
-        model without the MetaVoter, e.g. before stage 2 of training, still gets its 12 expert dimensions)."""
-        if self.heads.expert is None:
-            raise ValueError(f"model {self.config.name!r} has no expert head; use fast scoring")
+        model without the MetaVoter, e.g. before stage 2 of training, still gets its 12 expert dimensions; when
+        full scoring is asked of a Scorer is Scorer.full_scoring's call)."""
         prefix, images = self._batch_inputs(visuals)
         _, context = self.backbone.encode(self._ids(prefix, len(visuals)), images, keep_cache=True)
         overall = self.backbone.extend(self._ids(self.question_ids, len(visuals)), context)
