@@ -60,7 +60,7 @@ _ARTIMUSE_PROMPT = PromptConfig(
 
 _TOKEN_AS_SCORE_HEADS = HeadsConfig(
     level=LevelHeadConfig(tokens=ARTIMUSE_TOKENS, weights=tuple(float(i) for i in range(101))),
-    regression=False,
+    regression=None,
     expert=None,
     metavoter=None,
     fast="level",
@@ -94,7 +94,7 @@ PRESETS: dict[str, ModelConfig] = {
             level=LevelHeadConfig(
                 tokens=(" excellent", " good", " fair", " poor", " bad"), weights=(5.0, 4.0, 3.0, 2.0, 1.0)
             ),
-            regression=False,
+            regression=None,
             expert=None,
             metavoter=None,
             fast="level",

@@ -19,9 +19,9 @@ import torch
 
 from beholder.hub import resolve_folder
 from beholder.images import ImageError, ImageSource
-from beholder.model.aesthetic import AestheticModel, HeadOutputs
 from beholder.model.backbones import Visual
-from beholder.model.folder import load_model, read_config
+from beholder.model.folder import ScoringModel, load_model, read_config
+from beholder.model.heads import HeadOutputs
 from beholder.model.weights import weights_sha256
 from beholder.preprocess import decode_image
 from beholder.results import ScoreResult
@@ -52,7 +52,7 @@ def _path_of(source: ImageSource, path: str | None) -> str | None:
 class Scorer:
     def __init__(
         self,
-        model: AestheticModel,
+        model: ScoringModel,
         *,
         source: str | None = None,
         folder: Path | None = None,
@@ -100,7 +100,7 @@ class Scorer:
             "scale": list(self.scale),
             "preprocess": dataclasses.asdict(self.config.preprocess),
             "overrides": self.overrides,
-            "prompt": dataclasses.asdict(self.config.prompt),
+            "prompt": dataclasses.asdict(self.config.prompt) if self.model.tokenizer is not None else None,
             "dtype": str(hf.dtype).removeprefix("torch."),
             "device": str(hf.device),
             "beholder_version": __version__,
@@ -178,6 +178,7 @@ class Scorer:
         lo, hi = self.scale
         final = self.model.final_score(out).tolist()
         heads = {name: t.tolist() for name, t in out.named().items()}
+        named = {name: t.tolist() for name, t in out.scores.items()}
         dims = out.dimensions.tolist() if out.dimensions is not None else None
         results = []
         for i, item in enumerate(items):
@@ -189,6 +190,7 @@ class Scorer:
                     level=score_to_level(normalised),
                     dimensions=dict(zip(DIMENSIONS, dims[i])) if dims else {},
                     heads={name: values[i] for name, values in heads.items()},
+                    scores={name: lo + values[i] * (hi - lo) for name, values in named.items()},
                 )
             )
         return results

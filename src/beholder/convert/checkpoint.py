@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from beholder import presets
-from beholder.config import HeadsConfig, ModelConfig
+from beholder.config import HeadsConfig, ModelConfig, RegressionHeadConfig
 from beholder.convert.heads import (
     EXPERT_PREFIX,
     REGRESSION_PREFIX,
@@ -141,7 +141,8 @@ def _heads_config(wanted: HeadsConfig, found: CheckpointHeads) -> HeadsConfig:
                ) if needed and not present]
     if missing:
         raise HeadLayoutError(f"the preset scores with heads the checkpoint does not have: {', '.join(missing)}")
-    return dataclasses.replace(wanted, regression=found.regression, expert=found.expert, metavoter=found.metavoter)
+    regression = RegressionHeadConfig() if found.regression else None
+    return dataclasses.replace(wanted, regression=regression, expert=found.expert, metavoter=found.metavoter)
 
 
 def _model_config(

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from beholder.io.tables import FORMATS, read_table
-from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX
+from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".jp2", ".ppm", ".pgm"}
@@ -74,7 +74,7 @@ def split_tar_key(key: str) -> tuple[str, str] | None:
 
 def carried_name(name: str) -> str:
     """Manifest column name as written to the output: prefixed when it would clash with a score column."""
-    clashes = name in BASE_COLUMNS or name.startswith((DIM_PREFIX, HEAD_PREFIX))
+    clashes = name in BASE_COLUMNS or name.startswith((DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX))
     return CARRIED_PREFIX + name if clashes else name
 
 
