@@ -15,6 +15,14 @@ SCORE_PREFIX = "score_"  # named scores of a model that gives several (UniPercep
 BASE_COLUMNS: tuple[str, ...] = ("path", "score", "level", "error")
 
 
+def score_column(name: str) -> str:
+    """The table column a score is read from: "score", a named score ("iqa" or "score_iqa" -> "score_iqa"), or
+    any other column named in full (dim_<key>, head_<name>)."""
+    if name == "score" or name.startswith((SCORE_PREFIX, DIM_PREFIX, HEAD_PREFIX)):
+        return name
+    return SCORE_PREFIX + name
+
+
 @dataclass
 class ScoreResult:
     path: str | None  # where the image came from (file path, tar member, manifest value) or None

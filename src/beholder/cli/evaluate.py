@@ -47,7 +47,8 @@ exit status: 0 reports written, 1 evaluation failed (message on stderr), 2 inval
 examples:
   beholder evaluate --model ./humanaesexpert-1b --benchmark humanbeauty/test.jsonl -o reports/hb
   beholder evaluate --predictions a.parquet --predictions b.jsonl --benchmark eria1k.json -o reports/eria
-  beholder evaluate --predictions scores.csv --pred-scale 0,100 --benchmark bench.csv --gt-scale 1,5"""
+  beholder evaluate --predictions scores.csv --pred-scale 0,100 --benchmark bench.csv --gt-scale 1,5
+  beholder evaluate --model unipercept --score iqa --benchmark koniq.csv --gt-scale 1,5"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--model", action="append", default=[], metavar="M", help=MODEL_HELP)
     what.add_argument(
         "--predictions", action="append", default=[], metavar="P", help="score table from `beholder score`"
+    )
+    parser.add_argument(
+        "--score",
+        default="score",
+        metavar="NAME",
+        help="the score measured: score (the model's own), a named score such as iqa (column score_iqa), or any "
+        "score column (default: score)",
     )
     parser.add_argument(
         "--pred-scale",
@@ -124,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> list[Evaluation]:
     if "html" in args.format:
         require_matplotlib()
     benchmark = load_benchmark(args.benchmark, layout=args.layout, image_root=args.image_root, scale=args.gt_scale)
-    entries: list[Predictions] = [read_predictions(p, scale=args.pred_scale) for p in args.predictions]
+    entries: list[Predictions] = [read_predictions(p, scale=args.pred_scale, score=args.score) for p in args.predictions]
     for name in args.model:
         scorer = load_scorer(args, name)
         table = Path(args.output) / f"predictions-{_slug(name)}.jsonl"
@@ -137,6 +145,7 @@ def _evaluate(args: argparse.Namespace) -> list[Evaluation]:
             full=False if args.fast else None,
             batch_size=args.batch_size,
             progress=True,
+            score=args.score,
         )
         entries.append(predictions)
     return [
