@@ -10,6 +10,7 @@ from beholder.standard import DIMENSIONS
 DIM_PREFIX = "dim_"
 HEAD_PREFIX = "head_"
 SCORE_PREFIX = "score_"  # named scores of a model that gives several (UniPercept: score_iaa, score_iqa, score_ista)
+STAGE1_SCORE = "stage1_score"  # a cascade's cheap-model score (beholder.cascade)
 # Columns every score table has, in this order; score_<name>, dim_<key> and head_<name> columns follow when
 # present, then any columns carried through from the input manifest.
 BASE_COLUMNS: tuple[str, ...] = ("path", "score", "level", "error")

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from beholder.presets import PRESETS
 
 if TYPE_CHECKING:  # the model stack is imported only by commands that load a model
     from beholder.scoring import Scorer
+
+# Exit status: 0 when every input has a score, else the number that failed, capped so it never reads as a
+# signal or shell error; a run that could not start or finish exits with EXIT_FATAL.
+MAX_FAILED_STATUS = 100
+EXIT_FATAL = 101
+
+
+def exit_status(failed: int) -> int:
+    return min(failed, MAX_FAILED_STATUS)
+
+
+def fatal(message: str, command: str = "score") -> int:
+    print(f"beholder {command}: error: {message}", file=sys.stderr)
+    return EXIT_FATAL
+
 
 MODEL_HELP = (
     "model folder, released model ("

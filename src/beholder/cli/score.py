@@ -7,7 +7,15 @@ import sys
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
+from beholder.cli.common import (
+    EXIT_FATAL,
+    MAX_FAILED_STATUS,
+    MODEL_HELP,
+    add_model_options,
+    exit_status,
+    fatal,
+    load_scorer,
+)
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, score_to_level
 
 if TYPE_CHECKING:
@@ -15,10 +23,6 @@ if TYPE_CHECKING:
     from beholder.pipeline import RunSummary
     from beholder.scoring import Scorer
 
-# Exit status: 0 when every input has a score, else the number that failed, capped so it never reads as a
-# signal or shell error; a run that could not start or finish exits with EXIT_FATAL.
-MAX_FAILED_STATUS = 100
-EXIT_FATAL = 101
 
 DESCRIPTION = """\
 Score images with an aesthetic model.
@@ -49,10 +53,12 @@ examples:
   beholder score photo.jpg -m ./humanaesexpert-1b
   beholder score photos/ more/*.png -m ./humanaesexpert-1b -o scores.parquet
   beholder score manifest.csv --path-column image -m ./model -o scores.jsonl --fast
-  beholder score shards/*.tar -m ./model -o scores.csv --batch-size 32 --device cuda"""
+  beholder score shards/*.tar -m ./model -o scores.csv --batch-size 32 --device cuda
+  beholder score manifest.csv --cascade laion-aesthetic-v2:top=20% --group-by prompt -m ernie-image-aes -o out.parquet"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from beholder.cli import cascade
     from beholder.pipeline import default_decode_workers
 
     p = subparsers.add_parser(
@@ -90,14 +96,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="save finished rows at least this often, bounding the work a kill loses (default: 30)",
     )
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cascade.add_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from beholder.io import InputError, InputPlan, ResumableWriter
 
+    if args.cascade:
+        from beholder.cli import cascade
+
+        return cascade.run(args)
     if args.batch_size < 1 or args.decode_workers < 1:
-        return _fatal("--batch-size and --decode-workers must be at least 1")
+        return fatal("--batch-size and --decode-workers must be at least 1")
     try:
         plan = InputPlan(args.inputs, path_column=args.path_column)
         writer = (
@@ -106,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             else None
         )
     except (InputError, ValueError) as exc:
-        return _fatal(str(exc))
+        return fatal(str(exc))
     if writer is not None and writer.complete:
         totals = writer.totals()
         print(
@@ -118,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         scorer = load_scorer(args)
     except (OSError, ValueError) as exc:  # model not found, unreadable config, option the model cannot take
-        return _fatal(f"cannot load model {args.model}: {exc}")
+        return fatal(f"cannot load model {args.model}: {exc}")
     if not args.fast and not scorer.has_full:
         print(f"note: {args.model} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
     return _score(args, plan, scorer, writer)
@@ -143,7 +154,7 @@ def _score(args: argparse.Namespace, plan: InputPlan, scorer: Scorer, writer: Re
                 provenance={"inputs": plan.inputs},
             )
     except (OutputConflict, ModelFailure) as exc:
-        return _fatal(str(exc))
+        return fatal(str(exc))
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_FATAL
@@ -152,15 +163,6 @@ def _score(args: argparse.Namespace, plan: InputPlan, scorer: Scorer, writer: Re
     else:
         print(format_summary(summary, args.output), file=sys.stderr)
     return exit_status(summary.failed)
-
-
-def exit_status(failed: int) -> int:
-    return min(failed, MAX_FAILED_STATUS)
-
-
-def _fatal(message: str) -> int:
-    print(f"beholder score: error: {message}", file=sys.stderr)
-    return EXIT_FATAL
 
 
 def format_summary(summary: RunSummary, output: str) -> str:

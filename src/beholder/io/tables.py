@@ -19,7 +19,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from beholder.files import atomic_write
-from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX
+from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX, STAGE1_SCORE
 from beholder.standard import DIMENSIONS
 
 FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -43,7 +43,7 @@ def provenance_path(path: str | os.PathLike) -> Path:
 
 
 def is_score_column(name: str) -> bool:
-    return name.startswith((DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX)) or name == "score"
+    return name.startswith((DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX)) or name in ("score", STAGE1_SCORE)
 
 
 def order_columns(names: Iterable[str]) -> list[str]:
