@@ -9,9 +9,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from beholder import jsonsafe
+from beholder.cascade import parse_cascade
 from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 from beholder.evaluate import (
     LAYOUTS,
+    Benchmark,
     Evaluation,
     Predictions,
     Scale,
@@ -22,10 +25,12 @@ from beholder.evaluate import (
     score_benchmark,
     write_reports,
 )
-from beholder.evaluate.document import leaderboard_section
+from beholder.evaluate.cascade import CASCADE_COLUMNS, evaluate_cascade
+from beholder.evaluate.document import Table, category_bias_section, fmt, leaderboard_section
 from beholder.evaluate.markdown import markdown_table
 from beholder.evaluate.plots import require_matplotlib
 from beholder.evaluate.report import FORMATS
+from beholder.io import write_json_atomic
 
 DESCRIPTION = """\
 Measure aesthetic scores against a benchmark's ground truth.
@@ -48,7 +53,8 @@ examples:
   beholder evaluate --model ./humanaesexpert-1b --benchmark humanbeauty/test.jsonl -o reports/hb
   beholder evaluate --predictions a.parquet --predictions b.jsonl --benchmark eria1k.json -o reports/eria
   beholder evaluate --predictions scores.csv --pred-scale 0,100 --benchmark bench.csv --gt-scale 1,5
-  beholder evaluate --model unipercept --score iqa --benchmark koniq.csv --gt-scale 1,5"""
+  beholder evaluate --model unipercept --score iqa --benchmark koniq.csv --gt-scale 1,5
+  beholder evaluate --benchmark eria1k.json --cascade laion-aesthetic-v2:top=20% --model ernie-image-aes -o rep"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,6 +107,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scoring = parser.add_argument_group("scoring (with --model)")
     add_model_options(scoring)
     scoring.add_argument("--fast", action="store_true", help="single-pass scores even when the model has MetaVoter")
+    cascade = parser.add_argument_group("a cascade (with one --model, the expensive one)")
+    cascade.add_argument(
+        "--cascade",
+        metavar="CHEAP:RULE",
+        help="also measure `beholder score --cascade CHEAP:RULE -m MODEL` on the benchmark: recall of the expensive "
+        "model's top K, SRCC of the cascade's ranking, fraction of the expensive model's work saved",
+    )
+    cascade.add_argument("--group-by-category", action="store_true",
+                         help="apply the cascade's top rule within each benchmark category")
     parser.set_defaults(func=run)
 
 
@@ -111,11 +126,28 @@ def run(args: argparse.Namespace) -> int:
     if not args.model and not args.predictions:
         print("beholder evaluate: give --model or --predictions (or several)", file=sys.stderr)
         return 2
+    cascade = None
+    if args.cascade:
+        try:
+            cascade = parse_cascade(args.cascade)
+        except ValueError as exc:
+            print(f"beholder evaluate: error: {exc}", file=sys.stderr)
+            return 2
+        if len(args.model) != 1:
+            print("beholder evaluate: --cascade measures against one --model, the expensive one", file=sys.stderr)
+            return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
-            evaluations = _evaluate(args)
+            benchmark, entries = _predictions(args, [cascade[0]] if cascade else [])
+            evaluations = [_measure(args, benchmark, e) for e in entries]
             written = write_reports(evaluations, args.output, args.format)
+            if cascade:
+                cheap, expensive = entries[-2:]
+                report = evaluate_cascade(benchmark, cheap, expensive, cascade[1],
+                                          group_by_category=args.group_by_category)
+                written["cascade"] = Path(args.output) / "cascade.json"
+                write_json_atomic(written["cascade"], jsonsafe.nan_to_none(report))
         except (ValueError, OSError, ImportError, OutputConflict, ModelFailure) as exc:
             print(f"beholder evaluate: error: {exc}", file=sys.stderr)
             return 1
@@ -123,17 +155,24 @@ def run(args: argparse.Namespace) -> int:
             for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
                 print(f"warning: {message}", file=sys.stderr)
     print(markdown_table(leaderboard_section(evaluations).table))
+    bias = category_bias_section(evaluations)
+    if bias:
+        print(f"\n{bias.title}\n\n{markdown_table(bias.table)}")
+    if cascade:
+        print(f"\nCascade {report['cheap']} -> {report['expensive']}\n")
+        print(markdown_table(Table(list(CASCADE_COLUMNS.values()), [[fmt(report[k]) for k in CASCADE_COLUMNS]])))
     for path in written.values():
         print(f"wrote {path}")
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> list[Evaluation]:
+def _predictions(args: argparse.Namespace, extra_models: list[str]) -> tuple[Benchmark, list[Predictions]]:
+    """The benchmark, and the predictions to measure: the tables given, then each model's (extra models first)."""
     if "html" in args.format:
         require_matplotlib()
     benchmark = load_benchmark(args.benchmark, layout=args.layout, image_root=args.image_root, scale=args.gt_scale)
     entries: list[Predictions] = [read_predictions(p, scale=args.pred_scale, score=args.score) for p in args.predictions]
-    for name in args.model:
+    for name in [*extra_models, *args.model]:
         scorer = load_scorer(args, name)
         table = Path(args.output) / f"predictions-{_slug(name)}.jsonl"
         predictions = score_benchmark(
@@ -148,19 +187,20 @@ def _evaluate(args: argparse.Namespace) -> list[Evaluation]:
             score=args.score,
         )
         entries.append(predictions)
-    return [
-        evaluate(
-            benchmark,
-            e.results,
-            name=e.name,
-            pred_scale=e.scale,
-            provenance=e.provenance,
-            bootstrap=args.bootstrap,
-            confidence=args.confidence,
-            seed=args.seed,
-        )
-        for e in entries
-    ]
+    return benchmark, entries
+
+
+def _measure(args: argparse.Namespace, benchmark: Benchmark, e: Predictions) -> Evaluation:
+    return evaluate(
+        benchmark,
+        e.results,
+        name=e.name,
+        pred_scale=e.scale,
+        provenance=e.provenance,
+        bootstrap=args.bootstrap,
+        confidence=args.confidence,
+        seed=args.seed,
+    )
 
 
 def _scale(flag: str) -> Callable[[str], Scale]:
