@@ -187,10 +187,14 @@ def _crop(config: PreprocessConfig, image: Image.Image) -> list[Image.Image]:
     size = (side, long_side) if width <= height else (long_side, side)
     if size != image.size:
         image = image.resize(size, Image.Resampling.BICUBIC)
-    offset = (lambda extra: int(round(extra / 2))) if config.crop_offset == "round" else (lambda extra: extra // 2)
-    left, top = offset(size[0] - side), offset(size[1] - side)
+    left, top = (_crop_start(extra, config.crop_offset) for extra in (size[0] - side, size[1] - side))
     view = image.crop((left, top, left + side, top + side))
     return [view if view.mode == "RGB" else view.convert("RGB")]
+
+
+def _crop_start(extra: int, rounding: str) -> int:
+    """Where a centre crop starts on a side `extra` pixels longer than the crop."""
+    return int(round(extra / 2)) if rounding == "round" else extra // 2
 
 
 # The square-view modes: mode -> (config, decoded image) -> RGB views of config.image_size, normalised by the

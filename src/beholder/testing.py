@@ -172,33 +172,44 @@ _BACKBONES = {
 }
 
 
-# Tiny image towers: (transformers vision config class, config fields); 56 px = 4x4 patches of 14.
+# Tiny image towers: 56 px = 4x4 patches of 14.
 _TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14,
               image_size=_TILE)
+# The released towers' geometry (random weights), for benchmarks: CLIP ViT-L/14 at 224 px (LAION's predictors),
+# SigLIP so400m-patch14-384 (aesthetic-predictor-v2.5).
+RELEASED_TOWERS = {
+    "clip": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14,
+                 image_size=224, projection_dim=768),
+    "siglip": dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                   patch_size=14, image_size=384),
+}
 EMBEDDING_DEFAULT_PRESETS = {"clip": "laion-aesthetic-v2", "siglip": "aesthetic-predictor-v2.5"}
 
 
-def tiny_tower_config(backbone: str):
-    """The config of a tiny random CLIP (with a 16-wide projection) or SigLIP image tower."""
+def tiny_tower_config(backbone: str, size: str = "tiny"):
+    """The config of a random CLIP or SigLIP image tower: tiny (CLIP with a 16-wide projection), or "released"."""
     from transformers import CLIPVisionConfig, SiglipVisionConfig
 
-    if backbone == "clip":
-        return CLIPVisionConfig(**_TOWER, projection_dim=16)
-    return SiglipVisionConfig(**_TOWER)
+    if size == "released":
+        fields = RELEASED_TOWERS[backbone]
+    else:
+        fields = {**_TOWER, "projection_dim": 16} if backbone == "clip" else _TOWER
+    return (CLIPVisionConfig if backbone == "clip" else SiglipVisionConfig)(**fields)
 
 
-def _build_embedding_model(backbone: str, seed: int, preset_name: str | None) -> EmbeddingModel:
+def _build_embedding_model(backbone: str, seed: int, preset_name: str | None, size: str) -> EmbeddingModel:
     from beholder.model.adapters import adapter_for
 
     base = preset(preset_name or EMBEDDING_DEFAULT_PRESETS[backbone])
+    tower_config = tiny_tower_config(backbone, size)
     config = dataclasses.replace(
         base,
-        name=f"random-tiny-{base.name}-{backbone}",
+        name=f"random-{size}-{base.name}-{backbone}",
         backbone=backbone,
-        preprocess=dataclasses.replace(base.preprocess, image_size=_TILE),
+        preprocess=dataclasses.replace(base.preprocess, image_size=tower_config.image_size),
     )
     torch.manual_seed(seed)
-    tower = adapter_for(backbone).hf_class(tiny_tower_config(backbone))
+    tower = adapter_for(backbone).hf_class(tower_config)
     return EmbeddingModel(tower.eval(), config).eval()
 
 
@@ -211,11 +222,12 @@ def build_model(
     max_tiles: int | None = None,
 ) -> ScoringModel:
     """A random-weight model in memory (float32, eval mode): an AestheticModel for the chat backbones (preset
-    humanaesexpert unless named), an EmbeddingModel for clip and siglip (their LAION / v2.5 preset unless named)."""
+    humanaesexpert unless named; `size` a key of SIZES), an EmbeddingModel for clip and siglip (their LAION / v2.5
+    preset unless named; `size` "tiny" or "released")."""
     from transformers import AutoModelForImageTextToText
 
     if backbone in EMBEDDING_DEFAULT_PRESETS:
-        return _build_embedding_model(backbone, seed, preset_name)
+        return _build_embedding_model(backbone, seed, preset_name, size)
     preset_name = preset_name or "humanaesexpert"
     if backbone not in _BACKBONES:
         raise ValueError(

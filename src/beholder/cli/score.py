@@ -196,6 +196,7 @@ def format_card(row: dict[str, Any], scale: tuple[float, float]) -> str:
         return f"{row['path']}\n  error: {row['error']}"
     lo, hi = scale
     lines = [row["path"], f"  score  {row['score']:.3f}  ({row['level']}; scale {lo:g} to {hi:g})"]
+    lines += [f"  {name}  {value:.3f}" for name, value in row.items() if name.startswith("score_")]
     dims = [k for k in DIMENSIONS if f"dim_{k}" in row]
     if dims:
         width = max(len(DISPLAY_NAMES[k]) for k in dims)
