@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `beholder --help` lists them.
-_COMMAND_MODULES = ("score", "curate", "evaluate", "annotate", "data", "train", "models", "convert")
+_COMMAND_MODULES = ("score", "curate", "evaluate", "annotate", "serve", "data", "train", "models", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from beholder.cli.common import add_model_options, load_scorer
+from beholder.cli.remote import connect_scorer
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, score_to_level
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob, manifest or .tar shard")
-    p.add_argument("-m", "--model", required=True, help="model folder or hub id (owner/name)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("-m", "--model", help="model folder or hub id (owner/name)")
+    source.add_argument("--server", metavar="URL", help="score on a `beholder serve` service instead of locally")
     p.add_argument("-o", "--output", metavar="OUT", help="table to write: .jsonl, .csv or .parquet")
     p.add_argument(
         "--fast",
@@ -90,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="save finished rows at least this often, bounding the work a kill loses (default: 30)",
     )
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--api-key-file", metavar="FILE", help="with --server: the key the server asks for")
     p.set_defaults(func=run)
 
 
@@ -116,11 +120,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return exit_status(totals.failed)
     try:
-        scorer = load_scorer(args)
+        scorer = connect_scorer(args) if args.server else load_scorer(args)
     except (OSError, ValueError) as exc:  # model not found, unreadable config, option the model cannot take
-        return _fatal(f"cannot load model {args.model}: {exc}")
+        return _fatal(f"cannot load model {args.model or args.server}: {exc}")
     if not args.fast and not scorer.has_full:
-        print(f"note: {args.model} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
+        print(f"note: {args.model or args.server} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
     return _score(args, plan, scorer, writer)
 
 

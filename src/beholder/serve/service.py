@@ -1,0 +1,146 @@
+"""ScoringService: a request's images -> decoded in a thread pool -> batched across requests -> result rows.
+
+Decoding (`Scorer.prepare`) runs in `decode_workers` threads; prepared images go to the BatchEngine keyed by
+(scoring mode, `Scorer.batch_key`), so one model call only ever holds images of one shape and one mode. The
+model runs on the engine's single thread, which also runs warm-up and annotation, so the model is never used
+by two threads at once. An image that fails anywhere becomes a row with its error; only the request as a
+whole can be refused (overload) or time out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from PIL import Image
+
+from beholder.results import ScoreResult
+from beholder.scoring import Annotation, PreparedImage, Scorer
+from beholder.serve.batching import BatchEngine
+from beholder.serve.config import ServeConfig
+from beholder.serve.inputs import ImageInput
+from beholder.serve.metrics import HttpMetrics, ScoringMetrics
+
+log = logging.getLogger("beholder.serve")
+T = TypeVar("T")
+
+
+class ScoringService:
+    def __init__(self, scorer: Scorer, config: ServeConfig, http_metrics: HttpMetrics):
+        self.scorer, self.config = scorer, config
+        self.default_full = scorer.has_full if config.full is None else config.full
+        self.metrics = ScoringMetrics(
+            http_metrics, queued=lambda: self.engine.queued, admitted=lambda: self.engine.admitted
+        )
+        self.engine = BatchEngine(
+            self._run_batch,
+            max_batch=config.max_batch,
+            max_wait=config.max_wait_ms / 1000,
+            capacity=config.max_queue,
+            on_batch=self.metrics.batch,
+        )
+        self._pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="beholder-decode")
+        self.ready = False  # set once the warm-up batch has run
+
+    # ---- life cycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the model thread; the warm-up batch runs on it first, then /readyz says ready."""
+        self.engine.start()
+        self.engine.call(self._warm_up)
+
+    def stop(self) -> None:
+        """Drain: everything admitted is answered, then the threads stop."""
+        self.engine.close()
+        self._pool.shutdown(wait=True)
+
+    def _warm_up(self) -> None:
+        side = self.scorer.config.preprocess.image_size
+        prepared = self.scorer.prepare(Image.new("RGB", (side, side), (128, 128, 128)))
+        [result] = self.scorer.score_prepared([prepared], full=self.default_full)
+        if result.ok:
+            self.ready = True
+        else:
+            log.error("warm-up failed, /readyz stays 503: %s", result.error)
+
+    # ---- what the API offers -----------------------------------------------------------------------------
+
+    def mode(self, full: bool | None) -> bool:
+        """The scoring mode of a request: full (MetaVoter + 12 dimensions) or fast; ValueError if impossible."""
+        full = self.default_full if full is None else full
+        if full and not self.scorer.has_full:
+            raise ValueError(f"model {self.scorer.config.name!r} has no expert head and MetaVoter: use full=false")
+        return full
+
+    def model_info(self) -> dict[str, Any]:
+        provenance = {k: v for k, v in self.scorer.provenance.items() if k != "source"}  # a server-side path
+        return {
+            "name": self.scorer.config.name,
+            "scale": list(self.scorer.scale),
+            "full": self.scorer.has_full,
+            "default_mode": "full" if self.default_full else "fast",
+            "heads": dataclasses.asdict(self.scorer.config.heads),
+            "preprocess": provenance["preprocess"],
+            "weights_sha256": provenance["weights_sha256"],
+            "version": provenance["beholder_version"],
+            "provenance": provenance,
+        }
+
+    async def score(self, images: Sequence[ImageInput], full: bool, timeout: float) -> list[ScoreResult]:
+        """One result per image, in order. Raises Overloaded (no room) or asyncio.TimeoutError."""
+        return await self._each(images, timeout, lambda image: self._score_one(image, full))
+
+    async def annotate(self, images: Sequence[ImageInput], max_new_tokens: int, timeout: float) -> list[Annotation]:
+        return await self._each(images, timeout, lambda image: self._annotate_one(image, max_new_tokens))
+
+    async def _each(
+        self, images: Sequence[ImageInput], timeout: float, one: Callable[[ImageInput], Awaitable[T]]
+    ) -> list[T]:
+        """`one` on every image concurrently, within room reserved for them all and within `timeout` seconds
+        (on timeout, images not yet in the model are dropped from the queue)."""
+        with self.engine.admit(len(images)):
+            return await asyncio.wait_for(asyncio.gather(*map(one, images)), timeout)
+
+    # ---- one image ---------------------------------------------------------------------------------------
+
+    async def _score_one(self, image: ImageInput, full: bool) -> ScoreResult:
+        prepared = await asyncio.get_running_loop().run_in_executor(self._pool, self._prepare, image)
+        if isinstance(prepared, ScoreResult):
+            self.metrics.image_failed("decode")
+            return prepared
+        key = (full, self.scorer.batch_key(prepared))
+        try:
+            result = await asyncio.wrap_future(self.engine.submit(key, prepared))
+        except Exception as exc:  # the model call failed as a whole
+            result = ScoreResult.failed(image.name, exc)
+        if result.ok:
+            self.metrics.images.labels("full" if full else "fast").inc()
+        else:
+            self.metrics.image_failed("model")
+        return result
+
+    def _prepare(self, image: ImageInput) -> PreparedImage | ScoreResult:
+        try:
+            return self.scorer.prepare(image.read(), path=image.name)
+        except Exception as exc:  # whatever stops one image from decoding is that image's row
+            return ScoreResult.failed(image.name, exc)
+
+    async def _annotate_one(self, image: ImageInput, max_new_tokens: int) -> Annotation:
+        def annotate() -> Annotation:  # decoding included: generation dwarfs it
+            [note] = self.scorer.annotate([image.read()], max_new_tokens=max_new_tokens)
+            return dataclasses.replace(note, path=image.name)
+
+        try:
+            return await asyncio.wrap_future(self.engine.call(annotate))
+        except Exception as exc:
+            return Annotation(image.name, error=f"{type(exc).__name__}: {exc}")
+
+    # ---- on the model thread -----------------------------------------------------------------------------
+
+    def _run_batch(self, key: Hashable, items: list[PreparedImage]) -> list[ScoreResult]:
+        full, _ = key
+        return self.scorer.score_prepared(items, full=full)
