@@ -106,7 +106,7 @@ def create_app(
 
     @router.get("/model", summary="the model: name, scale, heads, preprocessing, weights, versions")
     async def model() -> dict[str, Any]:
-        return service.model_info()
+        return await asyncio.to_thread(service.model_info)  # the first call may hash the weights
 
     app.include_router(router)
     return app

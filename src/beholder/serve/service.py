@@ -59,13 +59,18 @@ class ScoringService:
         self._pool.shutdown(wait=True)
 
     def _warm_up(self) -> None:
-        side = self.scorer.config.preprocess.image_size
-        prepared = self.scorer.prepare(Image.new("RGB", (side, side), (128, 128, 128)))
-        [result] = self.scorer.score_prepared([prepared], full=self.default_full)
-        if result.ok:
-            self.ready = True
-        else:
-            log.error("warm-up failed, /readyz stays 503: %s", result.error)
+        """On the model thread: hash the weights (for /v1/model) and score one image; then ready."""
+        try:
+            self.scorer.provenance  # noqa: B018 (a cached property: computed here, not in a request)
+            side = self.scorer.config.preprocess.image_size
+            prepared = self.scorer.prepare(Image.new("RGB", (side, side), (128, 128, 128)))
+            [result] = self.scorer.score_prepared([prepared], full=self.default_full)
+            if not result.ok:
+                raise RuntimeError(result.error)
+        except Exception:
+            log.exception("warm-up failed: /readyz stays 503")
+            return
+        self.ready = True
 
     # ---- what the API offers -----------------------------------------------------------------------------
 
