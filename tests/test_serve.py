@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from beholder.client import Client
 from beholder.io import read_scores
 from beholder.serve.batching import BatchEngine, Overloaded
 from beholder.serve.launch import ServerProcess
+from beholder.serve.server import listen
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {
@@ -313,6 +315,13 @@ def test_score_cli_with_an_unreachable_server_says_so(tmp_path, capsys):
     image.write_bytes(encode(0, "png"))
     assert main(["score", str(image), "--server", "http://127.0.0.1:9"]) == 101
     assert "cannot load model http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_the_listening_socket_gives_connections_tcp_nodelay():
+    """asyncio sets TCP_NODELAY only on connections of IPPROTO_TCP sockets; without it every keep-alive
+    response waits ~40 ms for a delayed ACK."""
+    with listen("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP and sock.getsockname()[1] > 0
 
 
 def test_serve_refuses_bad_settings_before_loading_the_model(tiny_internvl, tmp_path, capsys):
