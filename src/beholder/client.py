@@ -222,7 +222,8 @@ class RemoteScorer:
         self.has_full: bool = info["full"]
         self.full = self.has_full if full is None else full
         if self.full and not self.has_full:
-            raise ValueError(f"model {info['name']!r} on {client.url} has no expert and MetaVoter heads")
+            raise ValueError(f"{client.url}: full scoring needs the Expert head and the MetaVoter, which model "
+                             f"{info['name']!r} does not have; use fast scoring")
         self.scale: tuple[float, float] = tuple(info["scale"])  # type: ignore[assignment]
         self.source = client.url  # how the user named the model
         self.provenance: dict[str, Any] = {**info["provenance"], "source": client.url}
@@ -240,14 +241,19 @@ class RemoteScorer:
             raise ImageError(result.error.removeprefix(_IMAGE_ERROR))
         return RemoteItem(path, result=result)
 
+    def full_scoring(self, full: bool | None) -> bool:
+        """The scoring mode, fixed when this scorer was made (prepare already scores); asking another is an error."""
+        if full is not None and full != self.full:
+            raise ValueError(f"this RemoteScorer was made for {'full' if self.full else 'fast'} scoring")
+        return self.full
+
     def batch_key(self, item: RemoteItem) -> tuple:
         return ()  # the server groups images by shape
 
     def score_prepared(
         self, items: Sequence[RemoteItem], *, full: bool | None = None, batch_size: int | None = None
     ) -> list[ScoreResult]:
-        if full is not None and full != self.full:
-            raise ValueError(f"this RemoteScorer scores in {'full' if self.full else 'fast'} mode")
+        self.full_scoring(full)
         for item in items:
             if item.failure is not None:
                 raise ServerUnavailable(

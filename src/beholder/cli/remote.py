@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 def connect_scorer(args: argparse.Namespace) -> RemoteScorer:
     """`beholder score --server URL`: the served model behind the Scorer interface the pipeline uses."""
     local = {"--device": args.device != "auto", "--dtype": args.dtype != "auto", "--max-tiles": args.max_tiles,
-             "--trust-remote-code": args.trust_remote_code}
+             "--trust-remote-code": args.trust_remote_code, "--allow-pickle": args.allow_pickle,
+             "--draft-decode": args.draft_decode, "--exif-transpose": args.exif_transpose, "--alpha": args.alpha}
     if any(local.values()):
         raise ValueError(f"{', '.join(k for k, v in local.items() if v)}: the server's settings, not the client's")
     try:

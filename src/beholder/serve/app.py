@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 
-from beholder import __version__
 from beholder.scoring import Scorer
 from beholder.serve.batching import Overloaded
 from beholder.serve.config import ServeConfig
@@ -23,6 +22,7 @@ from beholder.serve.metrics import HttpMetrics
 from beholder.serve.security import AllowedRoot, ApiKey, require_api_key
 from beholder.serve.service import ScoringService
 from beholder.serve.web import create_web_app
+from beholder.version import __version__
 
 DESCRIPTION = """\
 Aesthetic scores for images, batched across concurrent requests. Send images as multipart files (any field

@@ -32,7 +32,7 @@ T = TypeVar("T")
 class ScoringService:
     def __init__(self, scorer: Scorer, config: ServeConfig, http_metrics: HttpMetrics):
         self.scorer, self.config = scorer, config
-        self.default_full = scorer.has_full if config.full is None else config.full
+        self.default_full = scorer.full_scoring(config.full)
         self.metrics = ScoringMetrics(
             http_metrics, queued=lambda: self.engine.queued, admitted=lambda: self.engine.admitted
         )
@@ -76,10 +76,7 @@ class ScoringService:
 
     def mode(self, full: bool | None) -> bool:
         """The scoring mode of a request: full (MetaVoter + 12 dimensions) or fast; ValueError if impossible."""
-        full = self.default_full if full is None else full
-        if full and not self.scorer.has_full:
-            raise ValueError(f"model {self.scorer.config.name!r} has no expert head and MetaVoter: use full=false")
-        return full
+        return self.scorer.full_scoring(self.default_full if full is None else full)
 
     def model_info(self) -> dict[str, Any]:
         provenance = {k: v for k, v in self.scorer.provenance.items() if k != "source"}  # a server-side path
