@@ -25,6 +25,7 @@ class ServerProcess:
         Its output goes to `self.log` (a file), so a chatty server never blocks on a full pipe."""
         self.log = Path(tempfile.mkstemp(prefix="beholder-serve-", suffix=".log")[1])
         self._announce = self.log.with_suffix(".url")
+        self._output: str | None = None  # set when stopped
         command = [sys.executable, "-m", "beholder", "serve", "-m", str(model), "--port", "0", *options]
         with open(self._announce, "wb") as stdout, open(self.log, "wb") as stderr:
             self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
@@ -48,7 +49,10 @@ class ServerProcess:
         raise TimeoutError(f"beholder serve was not ready within {timeout:g} s:\n{self.output()}")
 
     def output(self) -> str:
-        return self._announce.read_text(errors="replace") + self.log.read_text(errors="replace")
+        """What the server printed (kept after stop() removes its files)."""
+        if self._output is None:
+            return self._announce.read_text(errors="replace") + self.log.read_text(errors="replace")
+        return self._output
 
     def terminate(self) -> None:
         """SIGTERM: the server drains (answers what is in flight) and exits."""
@@ -63,8 +67,10 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             status = self.process.wait()
-        for path in (self.log, self._announce):
-            path.unlink(missing_ok=True)
+        if self._output is None:
+            self._output = self.output()
+            for path in (self.log, self._announce):
+                path.unlink(missing_ok=True)
         return status
 
     def __enter__(self) -> ServerProcess:
