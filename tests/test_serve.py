@@ -35,6 +35,7 @@ ENV = {
     "OMP_NUM_THREADS": "1",
 }
 KEY = "test-key-0123456789"
+ORIGIN = "https://app.example"
 MAX_IMAGES = 8
 TOLERANCE = 1e-6
 
@@ -58,7 +59,8 @@ def server(tiny_internvl, root, tmp_path_factory):
     key_file = tmp_path_factory.mktemp("key") / "key.txt"
     key_file.write_text(KEY + "\n")
     options = ["--api-key-file", key_file, "--allow-root", root, "--max-batch", "8", "--max-wait-ms", "50",
-               "--max-images", MAX_IMAGES, "--max-request-mb", "1", "--decode-workers", "2", "--log-level", "warning"]
+               "--max-images", MAX_IMAGES, "--max-request-mb", "1", "--decode-workers", "2", "--log-level", "warning",
+               "--cors-origin", ORIGIN]
     process = ServerProcess(tiny_internvl, *map(str, options), env=ENV)
     process.key_file = key_file
     yield process
@@ -282,6 +284,16 @@ def test_paths_only_inside_the_allowed_root(http, root):
         response = by_path(outside)
         assert response.status_code == 403, (outside, response.text)
         assert "outside the folder" in response.json()["detail"] or outside == ""
+
+
+def test_cors_only_for_the_origins_asked_for(server, small_server):
+    def preflight(url: str, origin: str) -> httpx.Response:
+        headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+        return httpx.options(url + "/v1/score", headers=headers)
+
+    assert preflight(server.url, ORIGIN).headers.get("access-control-allow-origin") == ORIGIN
+    assert "access-control-allow-origin" not in preflight(server.url, "https://other.example").headers
+    assert "access-control-allow-origin" not in preflight(small_server.url, ORIGIN).headers  # CORS off by default
 
 
 # ---- the CLI through a server --------------------------------------------------------------------------------------
