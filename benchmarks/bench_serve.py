@@ -8,7 +8,7 @@ medians over repeats with the range, and the batched / unbatched ratios are take
 answer is checked (no error rows) and the scores of the two servers are compared, so speed is not bought
 with other results. Loopback only; bounded by `--requests` and `--seconds` per measurement.
 
-    python benchmarks/bench_serve.py --size small --max-batch 16 --repeats 3
+    python benchmarks/bench_serve.py --size small --repeats 3 --requests 96 --seconds 10
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=sorted(SIZES), default="small", help="backbone shape (random weights)")
     parser.add_argument("--max-batch", type=int, default=16, help="the batching server's --max-batch")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the batching server's --max-wait-ms")
+    parser.add_argument("--max-wait-ms", type=float, default=0.0, help="the batching server's --max-wait-ms")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64], help="concurrency levels")
     parser.add_argument("--requests", type=int, default=128, help="most requests per measurement")
     parser.add_argument("--seconds", type=float, default=20.0, help="most seconds per measurement")

@@ -16,7 +16,10 @@ class ServeConfig:
     host: str = LOOPBACK  # interface to bind; anything but loopback exposes the service to the network
     port: int = 8000  # TCP port; 0 picks a free one (the address is printed when the server listens)
     max_batch: int = 8  # most images per model call, gathered across requests
-    max_wait_ms: float = 5.0  # a partial batch goes to the model once its oldest image has waited this long
+    # A partial batch goes to the model once its oldest image has waited this long. 0: whatever is queued when the
+    # model is free (batches still form under load, from images arriving while it runs); more trades latency
+    # for fuller batches when a model call costs little more for many images than for one (BENCHMARKS.md).
+    max_wait_ms: float = 0.0
     decode_workers: int = 2  # threads decoding and preprocessing uploaded images
     max_queue: int = 256  # most images admitted (decoding, waiting or in the model); beyond: 503 + Retry-After
     max_images: int = 64  # most images in one request (413 beyond)
