@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tqdm import tqdm
 
+from beholder.errors import BeholderError
 from beholder.io.readers import Item
 from beholder.io.writers import TableTotals
 from beholder.results import ScoreResult
@@ -33,18 +34,18 @@ if TYPE_CHECKING:
 _VOLATILE = ("device", "source")
 
 
-class ModelFailure(RuntimeError):
+class ModelFailure(BeholderError, RuntimeError):
     """The model failed on many images in a row: a systemic problem (out of memory, broken weights)."""
 
 
 class Sink(Protocol):
-    """Where rows go. `start` returns keys already done (resume); `finish` gets every input key."""
+    """Where rows go. `start` returns keys already done (resume); `finish` gets every input key, in input order."""
 
     def start(self, settings: dict[str, Any]) -> set[str]: ...
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None: ...
 
-    def finish(self, keys: set[str] | None, provenance: dict[str, Any]) -> TableTotals: ...
+    def finish(self, keys: Sequence[str] | None, provenance: dict[str, Any]) -> TableTotals: ...
 
 
 class MemorySink:
@@ -60,7 +61,7 @@ class MemorySink:
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         self.rows.extend(rows)
 
-    def finish(self, keys: set[str] | None, provenance: dict[str, Any]) -> TableTotals:
+    def finish(self, keys: Sequence[str] | None, provenance: dict[str, Any]) -> TableTotals:
         self.provenance = provenance
         return TableTotals(len(self.rows), sum(row["error"] is not None for row in self.rows))
 
@@ -134,7 +135,7 @@ def score_inputs(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    seen: set[str] = set()
+    seen: dict[str, None] = {}  # every distinct key, in input order
     skipped = {"resumed": 0, "duplicates": 0}
 
     def fresh(items: Iterable[Item]) -> Iterator[Item]:
@@ -144,7 +145,7 @@ def score_inputs(
                 if bar.total:
                     bar.total -= 1
                 continue
-            seen.add(item.key)
+            seen[item.key] = None
             if item.key in done:
                 skipped["resumed"] += 1
             else:
@@ -170,7 +171,7 @@ def score_inputs(
         **(provenance or {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    totals = sink.finish(seen, record)
+    totals = sink.finish(list(seen), record)
     elapsed = time.monotonic() - started
     return RunSummary(totals.rows, totals.failed, emitter.count, elapsed=elapsed, **skipped)
 
