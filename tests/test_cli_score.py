@@ -217,7 +217,9 @@ def test_select_writes_rows_and_copies_images(outputs, inputs, tmp_path):
     # groups: no prompt (folder + shard images), "a cat" (manifest); "a dog" has only error rows
     assert [r["prompt"] for r in kept] == [None, "a cat"]
     assert "kept 2 of 12 scored rows (6 rows without a score left out)" in result.stderr
-    assert sorted(p.name for p in best.iterdir()) == sorted(os.path.basename(r["path"]) for r in kept)
+    # each group in its own subfolder; rows without a group value in _none
+    copied = {(p.parent.name, p.name) for p in best.glob("*/*")}
+    assert copied == {(r["prompt"] or "_none", os.path.basename(r["path"])) for r in kept}
     provenance = json.loads((tmp_path / "best.jsonl.provenance.json").read_text())
     assert provenance["selection"]["top_k"] == 1 and provenance["weights_sha256"]
 
@@ -269,7 +271,7 @@ def test_help_reads_well(capsys):
 def test_usage_problems_fail_before_loading_a_model(tmp_path, capsys):
     assert main(["score", str(tmp_path / "gone.csv"), "-m", "no/model", "-o", str(tmp_path / "o.csv")]) == 101
     assert "manifest not found" in capsys.readouterr().err
-    assert main(["score", str(tmp_path), "-m", "x", "-o", str(tmp_path / "o.txt")]) == 101
+    assert main(["score", str(tmp_path), "-m", "x", "-o", str(tmp_path / "o.txt")]) == 2
     assert "unknown table format '.txt'" in capsys.readouterr().err
-    assert main(["select", str(tmp_path / "s.csv")]) == 1
+    assert main(["select", str(tmp_path / "s.csv")]) == 2
     assert "at least one of --min" in capsys.readouterr().err

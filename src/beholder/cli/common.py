@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from beholder.errors import BeholderError
+
 if TYPE_CHECKING:  # the model stack is imported only by commands that load a model
     from beholder.scoring import Scorer
 
@@ -26,17 +28,19 @@ def add_model_options(group: argparse._ActionsContainer) -> None:
 
 
 def load_scorer(args: argparse.Namespace, name: str | None = None) -> Scorer:
-    """beholder.load with the options above; transformers' loading bars and advisories are noise here."""
-    from transformers.utils import logging
+    """beholder.load with the options above; a model that does not load is one clear error."""
+    from safetensors import SafetensorError
 
     import beholder
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    return beholder.load(
-        name or args.model,
-        device=args.device,
-        dtype=args.dtype,
-        max_tiles=args.max_tiles,
-        trust_remote_code=args.trust_remote_code,
-    )
+    name = name or args.model
+    try:
+        return beholder.load(
+            name,
+            device=args.device,
+            dtype=args.dtype,
+            max_tiles=args.max_tiles,
+            trust_remote_code=args.trust_remote_code,
+        )
+    except (OSError, ValueError, SafetensorError) as exc:  # not found, unreadable or corrupt files, bad options
+        raise BeholderError(f"cannot load model {name}: {exc}") from exc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+
+from beholder.cli.exits import EXIT_STATUS_HELP, failed_status
 
 DESCRIPTION = """\
 Build a training dataset from labelled sources with different score scales.
@@ -36,17 +37,13 @@ def _build(args: argparse.Namespace) -> int:
     for name in ("seed", "test_fraction", "min_raters"):
         if getattr(args, name) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
-    try:
-        config = load_build_config(args.config, overrides)
-    except (ValueError, OSError) as exc:  # a bad field, value or file: an invalid invocation, not a crash
-        print(f"beholder data build: error: {exc}", file=sys.stderr)
-        return 2
+    config = load_build_config(args.config, overrides)
     reports = build_dataset(config, root=os.path.dirname(os.path.abspath(args.config)))
     print(f"{'source':<16} {'kind':<8} {'read':>7} {'kept':>7} {'train':>7} {'test':>6}  dropped")
     for r in reports:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(r.dropped.items()) if v) or "-"
         print(f"{r.name:<16} {r.kind:<8} {r.read:>7} {r.kept:>7} {r.train:>7} {r.test:>6}  {dropped}")
-    return 0
+    return failed_status(sum(r.dropped.get("missing_image", 0) + r.dropped.get("unreadable", 0) for r in reports))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     build = commands.add_parser(
         "build", help="labelled sources -> training rows", description=DESCRIPTION,
+        epilog=f"{EXIT_STATUS_HELP}\n  (failed inputs: images missing or unreadable; they are left out)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument("config", help="build config (YAML)")
@@ -63,4 +61,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--min-raters", type=int)
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config field, e.g. --set faces.min_score=0.9 (repeatable)")
-    build.set_defaults(func=_build)
+    build.set_defaults(func=_build, command_name="data build")

@@ -8,17 +8,15 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from beholder.cli.common import add_model_options, load_scorer
+from beholder.cli.exits import EXIT_STATUS_HELP, failed_status
+from beholder.errors import UsageError
+from beholder.io.keys import key_to_text, printable
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, score_to_level
 
 if TYPE_CHECKING:
     from beholder.io import InputPlan, ResumableWriter
     from beholder.pipeline import RunSummary
     from beholder.scoring import Scorer
-
-# Exit status: 0 when every input has a score, else the number that failed, capped so it never reads as a
-# signal or shell error; a run that could not start or finish exits with EXIT_FATAL.
-MAX_FAILED_STATUS = 100
-EXIT_FATAL = 101
 
 DESCRIPTION = """\
 Score images with an aesthetic model.
@@ -38,12 +36,7 @@ Inputs that cannot be scored (missing, unreadable, corrupt, truncated, empty, no
 become rows with an error and the run goes on."""
 
 EPILOG = f"""\
-exit status:
-  0        every input was scored
-  1-{MAX_FAILED_STATUS}    that many inputs failed (capped at {MAX_FAILED_STATUS}); OUT has a row with each error
-  {EXIT_FATAL}      the run could not start or finish: model not found, unreadable manifest, OUT held
-           by another run, or interrupted (rows so far are kept: the same command resumes)
-  2        invalid arguments
+{EXIT_STATUS_HELP}
 
 examples:
   beholder score photo.jpg -m ./humanaesexpert-1b
@@ -90,43 +83,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="save finished rows at least this often, bounding the work a kill loses (default: 30)",
     )
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupt_hint="the rows so far are saved: run the same command again to resume")
 
 
 def run(args: argparse.Namespace) -> int:
-    from beholder.io import InputError, InputPlan, ResumableWriter
+    from beholder.io import InputPlan, ResumableWriter
 
     if args.batch_size < 1 or args.decode_workers < 1:
-        return _fatal("--batch-size and --decode-workers must be at least 1")
-    try:
-        plan = InputPlan(args.inputs, path_column=args.path_column)
-        writer = (
-            ResumableWriter(args.output, overwrite=args.overwrite, chunk_seconds=args.checkpoint_seconds)
-            if args.output
-            else None
-        )
-    except (InputError, ValueError) as exc:
-        return _fatal(str(exc))
+        raise UsageError("--batch-size and --decode-workers must be at least 1")
+    plan = InputPlan(args.inputs, path_column=args.path_column)
+    writer = (
+        ResumableWriter(args.output, overwrite=args.overwrite, chunk_seconds=args.checkpoint_seconds)
+        if args.output
+        else None
+    )
     if writer is not None and writer.complete:
-        totals = writer.totals()
-        print(
-            f"{args.output} is complete ({totals.rows} rows, {totals.failed} failed); "
-            "--overwrite scores everything again",
-            file=sys.stderr,
-        )
-        return exit_status(totals.failed)
-    try:
-        scorer = load_scorer(args)
-    except (OSError, ValueError) as exc:  # model not found, unreadable config, option the model cannot take
-        return _fatal(f"cannot load model {args.model}: {exc}")
+        return report_complete(writer)
+    scorer = load_scorer(args)
     if not args.fast and not scorer.has_full:
         print(f"note: {args.model} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
     return _score(args, plan, scorer, writer)
 
 
+def report_complete(writer: ResumableWriter) -> int:
+    """A rerun on a finished OUT: say so, and exit as the run that finished it did."""
+    totals = writer.totals()
+    print(
+        f"{writer.output} is complete ({totals.rows} rows, {totals.failed} failed); --overwrite does it again",
+        file=sys.stderr,
+    )
+    return failed_status(totals.failed)
+
+
 def _score(args: argparse.Namespace, plan: InputPlan, scorer: Scorer, writer: ResumableWriter | None) -> int:
-    from beholder.io import OutputConflict
-    from beholder.pipeline import MemorySink, ModelFailure, score_inputs
+    from beholder.io import AlreadyComplete, describe_skipped
+    from beholder.pipeline import MemorySink, score_inputs
 
     sink = writer if writer is not None else MemorySink()
     try:
@@ -140,27 +131,18 @@ def _score(args: argparse.Namespace, plan: InputPlan, scorer: Scorer, writer: Re
                 decode_workers=args.decode_workers,
                 total=plan.count(),
                 progress=not args.no_progress,
-                provenance={"inputs": plan.inputs},
+                provenance={"inputs": plan.inputs, "paths_relative_to": plan.base},
             )
-    except (OutputConflict, ModelFailure) as exc:
-        return _fatal(str(exc))
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
-        return EXIT_FATAL
+    except AlreadyComplete:
+        return report_complete(writer)
+    skipped = describe_skipped(plan.skipped)
+    if skipped:
+        print(f"note: skipped {skipped}", file=sys.stderr)
     if writer is None:
         print(format_rows(sink.rows, scorer.scale))
     else:
         print(format_summary(summary, args.output), file=sys.stderr)
-    return exit_status(summary.failed)
-
-
-def exit_status(failed: int) -> int:
-    return min(failed, MAX_FAILED_STATUS)
-
-
-def _fatal(message: str) -> int:
-    print(f"beholder score: error: {message}", file=sys.stderr)
-    return EXIT_FATAL
+    return failed_status(summary.failed)
 
 
 def format_summary(summary: RunSummary, output: str) -> str:
@@ -181,19 +163,21 @@ def format_rows(rows: list[dict[str, Any]], scale: tuple[float, float]) -> str:
     """One image: a readable card with its dimensions; several: one line each."""
     if len(rows) == 1:
         return format_card(rows[0], scale)
-    width = max((len(str(r["path"])) for r in rows), default=4)
+    paths = [key_to_text(r["path"]) for r in rows]
+    width = max((len(p) for p in paths), default=4)
     lines = [f"{'path':<{width}}  {'score':>7}  level"]
-    for r in rows:
-        tail = f"error: {r['error']}" if r["error"] else f"{r['score']:>7.3f}  {r['level']}"
-        lines.append(f"{r['path']:<{width}}  {tail}")
+    for path, r in zip(paths, rows):
+        tail = f"error: {printable(r['error'])}" if r["error"] else f"{r['score']:>7.3f}  {r['level']}"
+        lines.append(f"{path:<{width}}  {tail}")
     return "\n".join(lines)
 
 
 def format_card(row: dict[str, Any], scale: tuple[float, float]) -> str:
+    path = key_to_text(row["path"])
     if row["error"]:
-        return f"{row['path']}\n  error: {row['error']}"
+        return f"{path}\n  error: {printable(row['error'])}"
     lo, hi = scale
-    lines = [row["path"], f"  score  {row['score']:.3f}  ({row['level']}; scale {lo:g} to {hi:g})"]
+    lines = [path, f"  score  {row['score']:.3f}  ({row['level']}; scale {lo:g} to {hi:g})"]
     dims = [k for k in DIMENSIONS if f"dim_{k}" in row]
     if dims:
         width = max(len(DISPLAY_NAMES[k]) for k in dims)

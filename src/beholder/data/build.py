@@ -24,6 +24,7 @@ from beholder.data.sources import RawSource, SourceConfig, read_source, to_label
 from beholder.data.split import split_labels
 from beholder.images import ImageError, load_image
 from beholder.io import write_json_atomic
+from beholder.typedconfig import ConfigError, positive
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class FaceFilterConfig:
     options: dict[str, Any] = field(default_factory=dict)  # keyword arguments for the detector's constructor
     min_score: float = 0.0  # boxes with a confidence below this are not counted (detectors that give one)
     workers: int = 4  # threads decoding and detecting (OpenCV releases the GIL)
+
+    def __post_init__(self) -> None:
+        positive(self, "workers")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class BuildConfig:
     test_fraction: float = 0.1  # share of each source held out for test
     min_raters: int = 9  # raters sources: fewest ratings a dimension may have for its image to be kept
     faces: FaceFilterConfig = field(default_factory=FaceFilterConfig)  # the single-face filter's detector
+
+    def __post_init__(self) -> None:
+        positive(self, "min_raters")
+        if not 0 <= self.test_fraction < 1:
+            raise ConfigError(f"test_fraction: a share of each source in [0, 1), got {self.test_fraction!r}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 
 from beholder.config import HeadsConfig
 from beholder.data.rows import read_training_rows
+from beholder.errors import require
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.folder import load_model, save_model
 from beholder.train.config import TrainConfig
@@ -66,16 +67,15 @@ def _has(model: AestheticModel, head: str) -> bool:
 
 def train(config: TrainConfig) -> Path:
     """Run (or resume) both stages and export; returns the exported model folder."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    accelerator = Accelerator(
+    accelerate = require("accelerate", "train", "training")
+    require("peft", "train", "LoRA training")
+    rows = read_training_rows(config.train)  # a missing or malformed file fails before the model loads
+    accelerator = accelerate.Accelerator(
         cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.precision == "bfloat16" else "no"
     )
-    set_seed(config.seed)
+    accelerate.utils.set_seed(config.seed)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     model = initial_model(config).to(accelerator.device)
-    rows = read_training_rows(config.train)
     builder = ExampleBuilder(model, expert_rows="expert" in config.heads, answers="lm" in config.heads,
                              seed=config.seed)
     peft_model = setup_stage1(model, config.stage1, config.seed)
