@@ -22,10 +22,14 @@ CONFIG is a YAML file (paths in it are relative to its folder):
     - {name: studio, kind: raters, labels: studio/ratings.csv, scale: [1, 10]}
     - {name: hb58k, kind: official, labels: HB-58K/label.jsonl, images: HB-58K/images}
 
-overall sources are min-max normalised on their own after filtering; raters sources (one row per image and
-rater, a column per dimension key) become per-dimension mean opinion scores. Scores map to bad..excellent, and
+A label table (.csv, .jsonl, .parquet) names each image in its `image` or `path` column (image_column names
+another), relative to the table's folder (or to the source's `images` folder). overall sources are min-max
+normalised on their own after filtering; raters sources (one row per image and rater, a column per dimension
+key) become per-dimension mean opinion scores. An image whose content appears again (in another source, or
+under another name) is kept once, so it never lands in both train and test. Scores map to bad..excellent, and
 each image becomes a question-answer row. Output: train_labels.jsonl, test_labels.jsonl (official label rows),
-train.jsonl, test.jsonl (official training rows) and report.json. A rerun rewrites, never appends."""
+train.jsonl, test.jsonl (official training rows) and report.json. A rerun rewrites, never appends.
+examples/ in the repository has a complete config that runs on images it generates."""
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -38,7 +42,7 @@ def _build(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             overrides.append(f"{name}={getattr(args, name)}")
     config = load_build_config(args.config, overrides)
-    reports = build_dataset(config, root=os.path.dirname(os.path.abspath(args.config)))
+    reports = build_dataset(config, root=os.path.dirname(os.path.abspath(args.config)), progress=not args.no_progress)
     print(f"{'source':<16} {'kind':<8} {'read':>7} {'kept':>7} {'train':>7} {'test':>6}  dropped")
     for r in reports:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(r.dropped.items()) if v) or "-"
@@ -60,5 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--test-fraction", type=float)
     build.add_argument("--min-raters", type=int)
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any config field, e.g. --set faces.min_score=0.9 (repeatable)")
+                       help="override any config field, e.g. --set faces.min_score=0.9 or, for the first "
+                       "source, --set sources.0.single_face=true (repeatable)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bars")
     build.set_defaults(func=_build, command_name="data build")
