@@ -7,7 +7,7 @@ import torch
 import beholder
 from beholder.config import ModelConfig
 from beholder.model.folder import ModelNotFoundError, weights_sha256
-from beholder.scoring import parse_annotation
+from beholder.results import parse_annotation
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES
 from beholder.testing import make_image, make_tiny_model, naive_full
 

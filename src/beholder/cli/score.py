@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from beholder.cli.common import add_model_options, load_scorer
-from beholder.cli.exits import EXIT_STATUS_HELP, failed_status
-from beholder.errors import UsageError
+from beholder.cli.batch import add_batch_options, run_batch
+from beholder.cli.exits import EXIT_STATUS_HELP
 from beholder.io.keys import key_to_text, printable
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, score_to_level
 
 if TYPE_CHECKING:
-    from beholder.io import InputPlan, ResumableWriter
-    from beholder.pipeline import RunSummary
+    from beholder.pipeline import Task
     from beholder.scoring import Scorer
 
 DESCRIPTION = """\
@@ -46,8 +43,6 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from beholder.pipeline import default_decode_workers
-
     p = subparsers.add_parser(
         "score",
         help="score images, folders, manifests or shards",
@@ -55,108 +50,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob, manifest or .tar shard")
-    p.add_argument("-m", "--model", required=True, help="model folder or hub id (owner/name)")
-    p.add_argument("-o", "--output", metavar="OUT", help="table to write: .jsonl, .csv or .parquet")
+    add_batch_options(p, "score")
     p.add_argument(
         "--fast",
         action="store_true",
         help="single-pass overall score only (default: MetaVoter + 12 dimensions when the model has them)",
     )
-    model = p.add_argument_group("model")
-    add_model_options(model)
-    io = p.add_argument_group("input and output")
-    io.add_argument(
-        "--decode-workers",
-        type=int,
-        default=default_decode_workers(),
-        metavar="N",
-        help="threads decoding images while the model runs (default: %(default)s, from the CPU count)",
-    )
-    io.add_argument("--path-column", default="path", metavar="COL", help="manifest column with image paths")
-    io.add_argument("--overwrite", action="store_true", help="score everything again, replacing OUT")
-    io.add_argument(
-        "--checkpoint-seconds",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="save finished rows at least this often, bounding the work a kill loses (default: 30)",
-    )
-    io.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run, interrupt_hint="the rows so far are saved: run the same command again to resume")
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from beholder.io import InputPlan, ResumableWriter
+    from beholder.pipeline import scoring
 
-    if args.batch_size < 1 or args.decode_workers < 1:
-        raise UsageError("--batch-size and --decode-workers must be at least 1")
-    plan = InputPlan(args.inputs, path_column=args.path_column)
-    writer = (
-        ResumableWriter(args.output, overwrite=args.overwrite, chunk_seconds=args.checkpoint_seconds)
-        if args.output
-        else None
-    )
-    if writer is not None and writer.complete:
-        return report_complete(writer)
-    scorer = load_scorer(args)
-    if not args.fast and not scorer.has_full:
-        print(f"note: {args.model} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
-    return _score(args, plan, scorer, writer)
+    def task_for(scorer: Scorer) -> Task:
+        if not args.fast and not scorer.has_full:
+            print(f"note: {args.model} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
+        return scoring(scorer, full=False if args.fast else None, batch_size=args.batch_size)
 
-
-def report_complete(writer: ResumableWriter) -> int:
-    """A rerun on a finished OUT: say so, and exit as the run that finished it did."""
-    totals = writer.totals()
-    print(
-        f"{writer.output} is complete ({totals.rows} rows, {totals.failed} failed); --overwrite does it again",
-        file=sys.stderr,
-    )
-    return failed_status(totals.failed)
-
-
-def _score(args: argparse.Namespace, plan: InputPlan, scorer: Scorer, writer: ResumableWriter | None) -> int:
-    from beholder.io import AlreadyComplete, describe_skipped
-    from beholder.pipeline import MemorySink, score_inputs
-
-    sink = writer if writer is not None else MemorySink()
-    try:
-        with writer if writer is not None else nullcontext():
-            summary = score_inputs(
-                scorer,
-                plan.items(),
-                sink,
-                full=False if args.fast else None,
-                batch_size=args.batch_size,
-                decode_workers=args.decode_workers,
-                total=plan.count(),
-                progress=not args.no_progress,
-                provenance={"inputs": plan.inputs, "paths_relative_to": plan.base},
-            )
-    except AlreadyComplete:
-        return report_complete(writer)
-    skipped = describe_skipped(plan.skipped)
-    if skipped:
-        print(f"note: skipped {skipped}", file=sys.stderr)
-    if writer is None:
-        print(format_rows(sink.rows, scorer.scale))
-    else:
-        print(format_summary(summary, args.output), file=sys.stderr)
-    return failed_status(summary.failed)
-
-
-def format_summary(summary: RunSummary, output: str) -> str:
-    parts = [f"scored {summary.scored} image(s) in {summary.elapsed:.1f} s ({summary.images_per_second:.1f} img/s)"]
-    if summary.resumed:
-        parts.append(f"{summary.resumed} already done by an earlier run")
-    if summary.duplicates:
-        parts.append(f"{summary.duplicates} duplicate input(s) scored once")
-    status = (
-        f"{summary.rows} rows, {summary.failed} failed (see the error column)"
-        if summary.failed
-        else f"{summary.rows} rows"
-    )
-    return "; ".join(parts) + f"\n{output}: {status}"
+    return run_batch(args, task_for, lambda rows, scorer: format_rows(rows, scorer.scale), "scored")
 
 
 def format_rows(rows: list[dict[str, Any]], scale: tuple[float, float]) -> str:
