@@ -97,3 +97,9 @@ def test_evaluate_can_score_everything_again(tmp_path, tiny_internvl):
     stamp = table.stat().st_mtime_ns
     assert main(argv) == 0 and table.stat().st_mtime_ns == stamp  # reused
     assert main([*argv, "--overwrite"]) == 0 and table.stat().st_mtime_ns != stamp
+
+
+def test_an_error_row_names_the_problem_not_a_file_object(tmp_path, internvl_scorer):
+    (tmp_path / "notes.jpg").write_text("not an image\n")
+    [result] = internvl_scorer.score([str(tmp_path / "notes.jpg")])
+    assert result.error == "ImageError: cannot decode image: no image format recognised (not an image, or corrupt)"

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from beholder.data.rows import TrainingRow
-from beholder.errors import BeholderError
+from beholder.errors import BeholderError, require
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.heads import MetaVoter
 from beholder.train.config import Stage2Config
@@ -25,7 +25,7 @@ def voter_data(
     accelerator, model: AestheticModel, rows: list[TrainingRow], batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs (N, 3), overall targets (N,)) over the distinct images of `rows`."""
-    from accelerate.utils import gather_object
+    gather_object = require("accelerate.utils", "train", "training").gather_object
 
     targets = {row.image: row.overall for row in rows}  # one entry per image, whichever rows it has
     images = sorted(targets)
