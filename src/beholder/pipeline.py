@@ -117,9 +117,7 @@ def _scorer_settings(scorer: Scorer) -> dict[str, Any]:
 
 def scoring(scorer: Scorer, *, full: bool | None = None, batch_size: int = 8) -> Task:
     """Score: MetaVoter + 12 dimensions (full; the default when the model has those heads) or one pass."""
-    full = scorer.has_full if full is None else full
-    if full and not scorer.has_full:
-        raise ValueError(f"{scorer.source}: the model has no expert and MetaVoter heads; use fast scoring")
+    full = scorer.full_scoring(full)
     run = lambda prepared: scorer.score_prepared(prepared, full=full, batch_size=batch_size)  # noqa: E731
     return Task("scoring", run_settings(scorer, full), run, ScoreResult)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from beholder.cli.common import add_model_options, load_scorer
+from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 from beholder.cli.exits import failed_status
 from beholder.errors import UsageError
 
@@ -26,7 +26,7 @@ def add_batch_options(parser: argparse.ArgumentParser, verb: str) -> argparse._A
     from beholder.pipeline import default_decode_workers
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob, manifest or .tar shard")
-    parser.add_argument("-m", "--model", required=True, help="model folder, preset name or hub id (owner/name)")
+    parser.add_argument("-m", "--model", required=True, help=MODEL_HELP)
     parser.add_argument("-o", "--output", metavar="OUT", help="table to write: .jsonl, .csv or .parquet")
     model = parser.add_argument_group("model")
     add_model_options(model)

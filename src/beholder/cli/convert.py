@@ -23,7 +23,7 @@ examples:
 
 def _run(args: argparse.Namespace) -> int:
     from beholder.convert import ConversionError
-    from beholder.convert.hub import convert_source
+    from beholder.hub import convert_source
 
     try:
         out = convert_source(args.src, args.dst, preset=args.preset, revision=args.revision,

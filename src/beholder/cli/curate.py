@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 
+from beholder import jsonsafe
 from beholder.cli.exits import EXIT_STATUS_HELP
 from beholder.curate import LINK_MODES, Comparison, compare, materialise, select
 from beholder.errors import UsageError
@@ -146,19 +146,10 @@ def run_compare(args: argparse.Namespace) -> int:
         provenance=(read_provenance(args.a), read_provenance(args.b)),
     )
     if args.json:
-        print(json.dumps(_nan_to_none({"a": args.a, "b": args.b, **result.to_dict()}), indent=2))
+        print(jsonsafe.dumps({"a": args.a, "b": args.b, **result.to_dict()}, indent=2))
     else:
         print(format_comparison(result, args.a, args.b))
     return 0
-
-
-def _nan_to_none(value: object) -> object:
-    """Strict JSON has no NaN: statistics that cannot be computed (n < 2) become null."""
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def format_comparison(c: Comparison, a: str, b: str) -> str:

@@ -24,6 +24,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from beholder.errors import BeholderError, UsageError
+from beholder.files import atomic_write
 from beholder.io.keys import key_to_text, printable
 from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX
 from beholder.standard import DIMENSIONS
@@ -258,24 +259,19 @@ def _flatten_nested(table: pa.Table) -> pa.Table:
 def write_table(path: str | os.PathLike, table: pa.Table, provenance: dict[str, Any] | None = None) -> None:
     """Write a whole table atomically (temp file, fsync, rename) with its provenance sidecar."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with TableWriter(tmp, table.schema, fmt=table_format(path), provenance=provenance) as writer:
-        writer.write(table)
-    if provenance is not None:
-        write_json_atomic(provenance_path(path), provenance)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        with TableWriter(tmp, table.schema, fmt=table_format(path), provenance=provenance) as writer:
+            writer.write(table)
+        if provenance is not None:
+            write_json_atomic(provenance_path(path), provenance)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON whole or not at all. A lone surrogate (a file name that is not UTF-8) is written as the JSON
     escape \\udcXX, which reads back as the same string."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
-    with open(tmp, "wb") as f:
-        f.write(text.encode("utf-8", "backslashreplace"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

@@ -6,9 +6,9 @@ Layout while a run is in progress, for an output OUT:
     OUT.partial/lock                 flock()ed by the running process: a second run on OUT is refused
     OUT.partial/chunk-000001.parquet rows, in chunks of up to `chunk_rows` or `chunk_seconds` worth
 
-Why it is exactly-once: a chunk is written to a temp name, fsync()ed, then os.replace()d to its final name,
-so a chunk file either exists whole or not at all (a kill leaves at most a temp file, which is deleted on
-resume). Resume reads the keys of the existing chunks and the caller scores only the other inputs. The final
+Why it is exactly-once: a chunk is written to a temp name, fsync()ed, then renamed to its final name
+(beholder.files), so a chunk file either exists whole or not at all (a kill leaves at most a temp file, which is
+deleted on resume). Resume reads the keys of the existing chunks and the caller scores only the other inputs. The final
 OUT is assembled from the chunks into a temp file, one row per input in input order (whatever order runs
 wrote them in, and keeping the first row should a key ever have been written twice), fsync()ed and renamed into
 place, and only then is OUT.partial retired (renamed away, then deleted). If the process dies after the
@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from beholder.errors import BeholderError
+from beholder.files import atomic_write
 from beholder.io.keys import key_from_text, key_to_text
 from beholder.io.tables import (
     TableWriter,
@@ -131,8 +132,8 @@ class ResumableWriter:
             self._release()
             raise
         # What a killed run left half-written: a chunk (its rows were never counted) or an assembled OUT.
-        torn_chunks = self.partial.glob(".*.tmp")
-        torn_outputs = self.output.parent.glob(glob.escape(self._assembly_prefix) + "*")
+        torn_chunks = self.partial.glob(".chunk-*.tmp-*")
+        torn_outputs = self.output.parent.glob(glob.escape(f".{self.output.name}.tmp-") + "*")
         for leftover in [*torn_chunks, *torn_outputs]:
             leftover.unlink()
         chunks = self._chunks()
@@ -149,7 +150,8 @@ class ResumableWriter:
             self._retire()
             raise AlreadyComplete(f"{self.output} was completed by another run; --overwrite does it again")
         table = read_scores(self.output)
-        pq.write_table(table.filter(pc.is_null(table["error"])), self.partial / "chunk-000000.parquet")
+        with atomic_write(self.partial / "chunk-000000.parquet") as tmp:
+            pq.write_table(table.filter(pc.is_null(table["error"])), tmp)
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         self._buffer.extend(rows)
@@ -161,14 +163,8 @@ class ResumableWriter:
         """Make every buffered row durable as one new chunk."""
         if not self._buffer:
             return
-        name = f"chunk-{self._next_chunk:06d}.parquet"
-        tmp = self.partial / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            pq.write_table(rows_to_table(self._buffer), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.partial / name)
-        _fsync_dir(self.partial)
+        with atomic_write(self.partial / f"chunk-{self._next_chunk:06d}.parquet") as tmp:
+            pq.write_table(rows_to_table(self._buffer), tmp)
         self._next_chunk += 1
         self._buffer.clear()
         self._last_flush = time.monotonic()
@@ -184,16 +180,14 @@ class ResumableWriter:
         chunks = self._chunks()
         schema = unify([pq.read_schema(c) for c in chunks]) if chunks else pa.schema([("path", pa.string())])
         rows = failed = 0
-        tmp = self.output.with_name(f"{self._assembly_prefix}{os.getpid()}")
-        with TableWriter(tmp, schema, fmt=self.format, provenance=provenance) as out:
-            for table in _in_input_order(chunks, keys, self.output):
-                out.write(table)
-                rows += len(table)
-                failed += len(table) - table["error"].null_count
+        with atomic_write(self.output) as tmp:
+            with TableWriter(tmp, schema, fmt=self.format, provenance=provenance) as out:
+                for table in _in_input_order(chunks, keys, self.output):
+                    out.write(table)
+                    rows += len(table)
+                    failed += len(table) - table["error"].null_count
+            write_json_atomic(provenance_path(self.output), {**provenance, "rows": rows, "failed": failed})
         totals = TableTotals(rows, failed)
-        write_json_atomic(provenance_path(self.output), {**provenance, "rows": rows, "failed": failed})
-        os.replace(tmp, self.output)
-        _fsync_dir(self.output.parent)
         self._retire()
         return totals
 
@@ -211,10 +205,6 @@ class ResumableWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def _assembly_prefix(self) -> str:
-        return f".{self.output.name}.tmp-"
 
     def _chunks(self) -> list[Path]:
         return sorted(p for p in self.partial.iterdir() if _CHUNK.fullmatch(p.name))
@@ -323,10 +313,3 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             flat[f"{prefix}{key}"] = value
     return flat
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from beholder.images import load_image
+from beholder.preprocess import decode_image
 from beholder.model.aesthetic import AestheticModel
 
 _WINDOW_BATCHES = 16  # batches' worth of images decoded at a time: bounds memory, leaves room to group
@@ -31,13 +31,13 @@ def predict_heads(
     time and grouped by visual key within it, so no batch is padded, as the Scorer batches them. `progress`
     shows a bar on stderr."""
     forward = model.score_full if model.heads.expert is not None else model.score_fast
-    target = model.config.preprocess.target_size
+    preprocess = model.config.preprocess
     columns: dict[str, np.ndarray] = {}
     window = window_size(batch_size)
     bar = tqdm(total=len(images), desc="head outputs", unit="img", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
     for offset in range(0, len(images), window):
-        visuals = [model.backbone.visual(load_image(path, target=target)) for path in images[offset : offset + window]]
+        visuals = [model.backbone.visual(decode_image(path, preprocess)) for path in images[offset : offset + window]]
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, visual in enumerate(visuals):
             groups[visual.key].append(i)
