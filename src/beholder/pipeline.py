@@ -118,7 +118,10 @@ def _scorer_settings(scorer: Scorer) -> dict[str, Any]:
 def scoring(scorer: Scorer, *, full: bool | None = None, batch_size: int = 8) -> Task:
     """Score: MetaVoter + 12 dimensions (full; the default when the model has those heads) or one pass."""
     full = scorer.full_scoring(full)
-    run = lambda prepared: scorer.score_prepared(prepared, full=full, batch_size=batch_size)  # noqa: E731
+
+    def run(prepared: Sequence[PreparedImage]) -> list[Result]:
+        return scorer.score_prepared(prepared, full=full, batch_size=batch_size)
+
     return Task("scoring", run_settings(scorer, full), run, ScoreResult)
 
 
