@@ -49,10 +49,12 @@ examples:
   beholder score photo.jpg -m ./humanaesexpert-1b
   beholder score photos/ more/*.png -m ./humanaesexpert-1b -o scores.parquet
   beholder score manifest.csv --path-column image -m ./model -o scores.jsonl --fast
-  beholder score shards/*.tar -m ./model -o scores.csv --batch-size 32 --device cuda"""
+  beholder score shards/*.tar -m ./model -o scores.csv --batch-size 32 --device cuda
+  beholder score manifest.parquet -m ./model -o scores.parquet --engine ray --address auto"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from beholder.cli import score_ray
     from beholder.pipeline import default_decode_workers
 
     p = subparsers.add_parser(
@@ -90,12 +92,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="save finished rows at least this often, bounding the work a kill loses (default: 30)",
     )
     io.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score_ray.add_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from beholder.io import InputError, InputPlan, ResumableWriter
 
+    if args.engine == "ray":
+        from beholder.cli import score_ray
+
+        return score_ray.run(args)
     if args.batch_size < 1 or args.decode_workers < 1:
         return _fatal("--batch-size and --decode-workers must be at least 1")
     try:
