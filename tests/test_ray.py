@@ -3,7 +3,8 @@
 Inputs mix real JPEG/PNG/WebP files, every broken kind, a CSV manifest (a duplicate, a missing file, a folder
 posing as an image, carried columns), a WebDataset shard and a tar without images; they are given as relative
 paths while Ray's workers run in another folder. The local engine scores the same inputs once as the
-reference. Each Ray run takes 5-15 s here (worker processes import torch), so the module runs four of them.
+reference. A Ray run takes 5-15 s here (its worker processes import torch), so the module makes five: the
+engine, the engine with an actor killed, a driver killed and its rerun, and the README's map_batches pipeline.
 """
 
 from __future__ import annotations
@@ -142,6 +143,27 @@ def test_actor_killed_mid_run_still_scores_every_input_once(
     assert_same_rows(out, reference)
 
 
+@pytest.mark.timeout(120)
+def test_map_batches_pipeline_as_in_the_readme(cluster, inputs, tiny_internvl, reference):
+    """The README's example, on images given as bytes (with `path` as their key) instead of S3."""
+    files = sorted((inputs["root"] / "photos").glob("img*"))
+    images = ray.data.from_items([{"path": f"photos/{f.name}", "bytes": f.read_bytes()} for f in files])
+    model = str(tiny_internvl)
+    scores = images.map_batches(
+        prepare_batch, fn_kwargs={"model": model}, batch_size=4, batch_format="pyarrow"
+    ).map_batches(
+        ScoreBatch, fn_constructor_kwargs={"model": model}, batch_size=8, batch_format="pyarrow", num_cpus=0.5,
+        compute=ray.data.ActorPoolStrategy(size=1),
+    )
+    got = {row["path"]: row for row in scores.take_all()}
+    want = {row["path"]: row for row in read_scores(reference).to_pylist()}
+    assert sorted(got) == [f"photos/{f.name}" for f in files]
+    for path, row in got.items():
+        assert row["error"] is None and row["level"] == want[path]["level"]
+        for name in ("score", "dim_facial_brightness", "head_metavoter"):
+            assert row[name] == pytest.approx(want[path][name], abs=1e-6)
+
+
 def spawn(*args, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen([sys.executable, "-m", "beholder", *map(str, args)], cwd=cwd, env=env,
@@ -150,7 +172,9 @@ def spawn(*args, cwd: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_killed_driver_resumes_without_rescoring_or_duplicates(cluster, inputs, tiny_internvl, reference, tmp_path):
+def test_killed_driver_resumes_without_rescoring_or_duplicates(
+    cluster, inputs, tiny_internvl, reference, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "scores.parquet"
     command = [*inputs["args"], "-m", tiny_internvl, "-o", out, "--engine", "ray", "--address", cluster,
                "--cpus-per-actor", "0.5", "--shard-size", "2", "--batch-size", "1", "--no-progress"]
@@ -167,10 +191,9 @@ def test_killed_driver_resumes_without_rescoring_or_duplicates(cluster, inputs, 
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     assert 0 < len(kept) < 10  # 10 shards: some finished, not all
 
-    second = spawn("score", *command, cwd=inputs["root"])
-    stdout, stderr = second.communicate(timeout=150)
-    assert second.returncode == N_FAILED, stderr
-    assert "18 rows, 6 failed" in stderr
+    monkeypatch.chdir(inputs["root"])  # the rerun: this process, already connected to the same Ray
+    assert main(["score", *map(str, command)]) == N_FAILED
+    assert "18 rows, 6 failed" in capsys.readouterr().err
     assert {name: Path(out, name).stat().st_mtime_ns for name in kept} == kept  # finished shards never rewritten
     assert not (out / "_beholder").exists() and not list(out.glob(".*"))
     assert_same_rows(out, reference)
@@ -211,7 +234,8 @@ def test_output_folder_refuses_other_settings_and_foreign_files(tmp_path):
             ShardedOutput(out).start({"mode": "full"})
     with pytest.raises(OutputConflict, match=r"other settings \(differ: mode\)"):
         ShardedOutput(out).start({"mode": "fast"})
-    assert ShardedOutput(out).start({"mode": "full"}) == {"shards": []}  # same settings: the stored plan
+    with ShardedOutput(out) as again:
+        assert again.start({"mode": "full"}) == {"shards": []}  # same settings: the stored plan
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"")
     with pytest.raises(OutputConflict, match="not beholder shards"):

@@ -5,8 +5,8 @@
 - `score_to_shards`: `beholder score --engine ray`, the inputs of `beholder score` into resumable Parquet shards.
 """
 
-from beholder.distributed.engine import RayOptions, score_to_shards
+from beholder.distributed.engine import RayOptions, connect, score_to_shards
 from beholder.distributed.preprocessor import load_preprocessor
 from beholder.distributed.stages import ScoreBatch, prepare_batch
 
-__all__ = ["RayOptions", "ScoreBatch", "load_preprocessor", "prepare_batch", "score_to_shards"]
+__all__ = ["RayOptions", "ScoreBatch", "connect", "load_preprocessor", "prepare_batch", "score_to_shards"]

@@ -48,6 +48,7 @@ from beholder.io.readers import InputPlan
 from beholder.io.tables import conform, unify
 from beholder.pipeline import RunSummary, run_settings
 from beholder.results import BASE_COLUMNS
+from beholder.scoring import Scorer
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def score_to_shards(
     started = time.monotonic()
     own_ray = not ray.is_initialized()
     if own_ray:
-        _connect(options.address)
+        connect(options.address)
     try:
         resources = _resources(options, device)
         preprocessor = load_preprocessor(
@@ -98,23 +99,14 @@ def score_to_shards(
         if full and not preprocessor.has_full:
             raise ValueError(f"{model}: the model has no expert and MetaVoter heads; use fast scoring")
         expected = run_settings(preprocessor, full)
-        settings = {
+        settings = {  # what a rerun must share to continue this run's shards
             **{f"scorer.{k}": v for k, v in expected["scorer"].items()},
             "mode": expected["mode"],
             "inputs": inputs.inputs,
             "path_column": inputs.path_column,
             "shard_size": options.shard_size,
         }
-        record = {
-            **preprocessor.provenance,
-            "device": resources.device,
-            "mode": expected["mode"],
-            **(provenance or {}),
-            "engine": {"name": "ray", "ray_version": ray.__version__, "actors": resources.actors,
-                       "gpus_per_actor": resources.gpus_per_actor, "cpus_per_actor": options.cpus_per_actor,
-                       "shard_size": options.shard_size},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        record = _provenance(preprocessor, expected["mode"], resources, options, provenance or {})
         with ShardedOutput(output, overwrite=overwrite) as out:
             stored = out.start(settings)
             if stored is None:
@@ -148,7 +140,20 @@ def score_to_shards(
     )
 
 
-def _connect(address: str | None) -> None:
+def _provenance(
+    preprocessor: Scorer, mode: str, resources: _Resources, options: RayOptions, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The local engine's provenance record, with the workers' device and how the run was spread."""
+    engine = {"name": "ray", "ray_version": ray.__version__, "actors": resources.actors,
+              "gpus_per_actor": resources.gpus_per_actor, "cpus_per_actor": options.cpus_per_actor,
+              "shard_size": options.shard_size}
+    return {**preprocessor.provenance, "device": resources.device, "mode": mode, **extra, "engine": engine,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def connect(address: str | None = None) -> None:
+    """Join the Ray cluster at `address` (None: start one on this machine), with Ray's own progress display and
+    informational logs off: the engine shows its own progress."""
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
         kwargs["include_dashboard"] = False

@@ -96,9 +96,7 @@ class ScoreBatch:
         self.scorer: Scorer = load(
             model, device=device, dtype=dtype, max_tiles=max_tiles, trust_remote_code=trust_remote_code
         )
-        self.full = self.scorer.has_full if full is None else full
-        if self.full and not self.scorer.has_full:
-            raise ValueError(f"{model}: the model has no expert and MetaVoter heads; use fast scoring (full=False)")
+        self.full = self.scorer.has_full if full is None else full  # full without the heads: the probe says so
         if expected_settings is not None:
             _check_settings(run_settings(self.scorer, self.full), expected_settings)
         self.batch_size = batch_size
