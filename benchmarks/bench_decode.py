@@ -1,7 +1,8 @@
 """Decoding vs model throughput: does the decode stage of `beholder score` keep the model busy?
 
 On realistic photos (1024x768 JPEGs, quality 90, gradients plus noise, read from disk) it times, at the
-defaults of `beholder score` (batch 8, full scoring, decode workers = min(8, CPU count), JPEG draft on):
+defaults of `beholder score` (batch 8, full scoring, decode workers = min(8, CPU count), full-size JPEG
+decoding; --draft-decode for the opt-in reduced-scale decoding):
 
   decode    the pipeline's decode stage alone (read, decode, EXIF, tile, normalise) in its worker threads
   model     Scorer.score_prepared on already-decoded images (decoding excluded)
@@ -21,6 +22,7 @@ Decoding keeps up when decode >= model; pipeline then runs at about the model's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -30,7 +32,9 @@ from pathlib import Path
 import torch
 from machine import cpu_name  # sibling module: the script's folder is on sys.path when run
 
+from beholder.images import DecodeConfig
 from beholder.io import InputPlan
+from beholder.model.aesthetic import AestheticModel
 from beholder.pipeline import MemorySink, decode, default_decode_workers, score_inputs
 from beholder.presets import preset
 from beholder.results import ScoreResult
@@ -101,10 +105,17 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure; the best is reported")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end run (slow big models)")
+    parser.add_argument("--draft-decode", action="store_true", help="decode JPEGs at reduced DCT scale (opt-in)")
     args = parser.parse_args()
 
     max_tiles = args.max_tiles or (None if args.size == "tiny" else preset("humanaesexpert").preprocess.max_tiles)
-    scorer = Scorer(build_model("internvl", seed=0, size=args.size, max_tiles=max_tiles).to(torch.device("cpu")))
+    model = build_model("internvl", seed=0, size=args.size, max_tiles=max_tiles)
+    if args.draft_decode:  # the same weights, with the opt-in in the preprocessing config
+        preprocess = dataclasses.replace(model.config.preprocess, decode=DecodeConfig(draft=True))
+        drafted = AestheticModel(model.hf_model, model.tokenizer, model.config.replace(preprocess=preprocess))
+        drafted.heads.load_state_dict(model.heads.state_dict())
+        model = drafted.eval()
+    scorer = Scorer(model.to(torch.device("cpu")))
     scorer.model.hf_model.to(getattr(torch, args.dtype))
     prefetch = 4 * args.decode_workers  # enough look-ahead to keep every worker busy; more changes nothing
     preprocess = scorer.config.preprocess
@@ -114,7 +125,8 @@ def main() -> None:
     )
     print(
         f"model: random {args.size} ({params:,.1f}M params, {args.dtype}), full scoring, batch {args.batch_size}; "
-        f"tiles {preprocess.image_size}px, up to {preprocess.max_tiles} + thumbnail; JPEG draft {preprocess.draft}"
+        f"tiles {preprocess.image_size}px, up to {preprocess.max_tiles} + thumbnail; "
+        f"JPEG draft {preprocess.decode.draft}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_photos(Path(tmp), args.images)

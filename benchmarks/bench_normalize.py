@@ -1,4 +1,4 @@
-"""Normalisation cost per image: beholder's fused `images.normalize` vs the plain two-step formula.
+"""Normalisation cost per image: beholder's fused `preprocess.normalize` vs the plain two-step formula.
 
 Both turn RGB tiles into standardised channel-first float32; the plain one is kept here only as the baseline
 it replaced. Timings are interleaved in one process, so their ratio holds on a busy machine too.
@@ -14,7 +14,7 @@ import time
 import numpy as np
 from machine import cpu_name  # sibling module: the script's folder is on sys.path when run
 
-from beholder.images import IMAGENET_MEAN, IMAGENET_STD, normalize
+from beholder.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
 from beholder.testing import make_image
 
 

@@ -327,12 +327,15 @@ def metavoter(t: dict, scores: torch.Tensor) -> torch.Tensor:
 SEPARATORS = {"Hermes-2": "<|im_end|>", "internlm2-chat": "<|im_end|>", "internvl2_5": "<|im_end|>\n"}
 
 
-def original_query(template: str, system: str, question: str, n_image_tokens: int) -> str:
+def original_query(template: str, system: str, question: str, n_image_tokens: int, *, swift: bool = False) -> str:
     """The string InternVLChatModel.chat()/score() tokenises: '<image>\\n' + question in the MPT conversation
-    layout, '<image>' replaced by <img><IMG_CONTEXT>...</img>; the assistant turn left open."""
+    layout (the system turn written even for an empty message), '<image>' replaced by <img><IMG_CONTEXT>...</img>;
+    the assistant turn left open. swift: HumanAesExpert's training layout, where the image becomes
+    <img>...</img> followed by a newline."""
     sep = SEPARATORS[template]
     query = f"<|im_start|>system\n{system}{sep}<|im_start|>user\n<image>\n{question}{sep}<|im_start|>assistant\n"
-    return query.replace("<image>", "<img>" + "<IMG_CONTEXT>" * n_image_tokens + "</img>", 1)
+    image = "<img>" + "<IMG_CONTEXT>" * n_image_tokens + "</img>" + ("\n" if swift else "")
+    return query.replace("<image>", image, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -120,12 +120,13 @@ def test_internlm2_checkpoint_without_heads_matches_the_original_forward(internl
     assert scorer.config.prompt.template == "internlm2-chat" and scorer.scale == (0.0, 100.0)
 
 
-@pytest.mark.parametrize("fixture, template", [("qwen2_with_heads", "Hermes-2"),
-                                               ("internlm2_without_heads", "internlm2-chat")])
-def test_prompt_ids_are_those_of_the_original_chat_code(request, fixture, template):
+# HumanAesExpert (qwen2_with_heads) scores in the layout its heads were trained on (swift), ArtiMuse in its chat code's.
+@pytest.mark.parametrize("fixture, template, swift", [("qwen2_with_heads", "Hermes-2", True),
+                                                      ("internlm2_without_heads", "internlm2-chat", False)])
+def test_prompt_ids_are_those_of_the_original_code(request, fixture, template, swift):
     _, scorer = request.getfixturevalue(fixture)
     model, prompt = scorer.model, scorer.config.prompt
-    query = cl.original_query(template, prompt.system, prompt.question, 12)
+    query = cl.original_query(template, prompt.system, prompt.question, 12, swift=swift)
     expected = model.tokenizer(query)["input_ids"]  # the chat code tokenises the whole query with special tokens
     assert list(model.prefix_ids(12) + model.question_ids) == expected + model._encode(prompt.answer_prefix)
 
@@ -242,14 +243,14 @@ def fake_hub(tmp_path, monkeypatch, no_network, qwen2_tokenizer):
 
 
 def test_a_released_id_is_downloaded_and_converted_once_then_reused(fake_hub, tmp_path, monkeypatch):
-    from beholder.convert import hub
+    from beholder.hub import cache
 
     conversions = []
-    monkeypatch.setattr(hub, "convert_checkpoint", lambda *a, **k: conversions.append(a) or convert_checkpoint(*a, **k))
+    monkeypatch.setattr(cache, "convert_checkpoint", lambda *a, **k: conversions.append(a) or convert_checkpoint(*a, **k))
     first = beholder.load("baidu/ERNIE-Image-Aes")
     second = beholder.load("ernie-image-aes")
     assert len(conversions) == 1 and first.folder == second.folder
-    assert first.folder == tmp_path / "cache" / "converted" / f"baidu--ERNIE-Image-Aes--{'ab' * 20}"
+    assert first.folder == tmp_path / "cache" / "converted" / "format-2" / f"baidu--ERNIE-Image-Aes--{'ab' * 20}"
     repo_id, kwargs = fake_hub[0]
     assert repo_id == "baidu/ERNIE-Image-Aes"
     assert not any(p.endswith((".bin", ".pt", ".py")) for p in kwargs["allow_patterns"])
@@ -288,14 +289,43 @@ def test_a_wrong_hub_id_is_a_clear_error(monkeypatch, no_network):
 
 
 @pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "network-down"])
-def test_no_network_is_a_clear_error(tmp_path, monkeypatch, no_network, offline):
+def test_no_network_is_a_clear_error_naming_the_convert_command(tmp_path, monkeypatch, no_network, offline):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("BEHOLDER_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ModelNotFoundError, match="cannot download 'KwaiVGI/HumanAesExpert-1B': the hub is unreachable"):
-        beholder.load("KwaiVGI/HumanAesExpert-1B")
+    unreachable = "cannot download 'baidu/ERNIE-Image-Aes': the hub is unreachable"
+    with pytest.raises(ModelNotFoundError, match=unreachable) as exc:
+        beholder.load("ernie-image-aes")
+    assert str(exc.value).endswith(
+        "beholder convert ERNIE-Image-Aes ERNIE-Image-Aes-beholder --preset ernie-image-aes")
+
+
+@pytest.mark.parametrize("folder_name, preset, heads", [
+    ("ERNIE-Image-Aes", "ernie-image-aes", False),
+    ("HumanAesExpert-1B", "humanaesexpert-1b", True),
+    ("my-checkpoint", None, False),
+])
+def test_a_raw_checkpoint_folder_is_answered_with_its_convert_command(tmp_path, qwen2_tokenizer, capsys, folder_name,
+                                                                      preset, heads):
+    src = tmp_path / folder_name
+    tensors = cl.head_tensors(torch.Generator().manual_seed(0)) if heads else None
+    cl.write_checkpoint(src, qwen2_tokenizer, llm="qwen2", template="Hermes-2", heads=tensors)
+    with pytest.raises(ModelNotFoundError, match="It is a checkpoint in InternVL's chat layout") as exc:
+        beholder.load(src)
+    command = next(line.strip() for line in str(exc.value).splitlines() if line.strip().startswith("beholder convert"))
+    expected = f"beholder convert {src} {tmp_path / (folder_name + '-beholder')} --preset {preset or 'PRESET'}"
+    assert command == expected + (" --expert-activation NAME" if heads else "")
+    if preset is None:
+        assert "where PRESET is the model it is: one of humanaesexpert-1b" in str(exc.value)
+        return
+    # the command works as printed once NAME is filled in, and the message's --model then loads
+    argv = command.replace("NAME", "gelu").split()[1:]
+    assert main(argv) == 0
+    capsys.readouterr()
+    scorer = beholder.load(tmp_path / (folder_name + "-beholder"))
+    assert scorer.config.name == preset
 
 
 def test_cli_convert_and_models(tmp_path, qwen2_tokenizer, capsys):

@@ -235,11 +235,12 @@ def test_official_label_files_are_a_source_that_keeps_its_rows_sources(tmp_path)
     (tmp_path / "hb/label.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     source = SourceConfig("hb58k", "hb/label.jsonl", kind="official", images="hb/images")
     [report] = build_dataset(BuildConfig(sources=(source,), test_fraction=0.2), tmp_path)
-    assert (report.read, report.kept, report.train, report.test) == (20, 20, 16, 4)
-    test = read_labels(tmp_path / "dataset/test_labels.jsonl")
-    assert sorted(lab.source for lab in test) == ["AVA", "AVA", "SCUT", "SCUT"]  # 20% of 9 AVA rounds to 2
+    assert (report.read, report.kept, report.train, report.test) == (20, 20, 15, 5)
+    test = {lab.key: lab for lab in read_labels(tmp_path / "dataset/test_labels.jsonl")}
+    # train = int(0.8 * n) per source: AVA 9 -> 7 + 2, SCUT 10 -> 8 + 2, hb58k 1 -> 0 + 1
+    assert sorted(lab.source for lab in test.values()) == ["AVA", "AVA", "SCUT", "SCUT", "hb58k"]
     train = {lab.key: lab for lab in read_labels(tmp_path / "dataset/train_labels.jsonl")}
-    assert train["hb58k/0.png"].scores == (0.3,) * 12 and train["SCUT/19.png"].scores == (0.95,)
+    assert test["hb58k/0.png"].scores == (0.3,) * 12 and train["SCUT/19.png"].scores == (0.95,)
 
 
 # ---- split ------------------------------------------------------------------------------------------------------
@@ -255,6 +256,14 @@ def test_split_is_per_source_seeded_and_order_independent():
     assert {lab.key for lab in split_labels(labels, 0.1, seed=1)[1]} != {lab.key for lab in test}
     with pytest.raises(ValueError, match="duplicate image"):
         split_labels(labels + labels[:1], 0.1, seed=0)
+
+
+@pytest.mark.parametrize("n, n_test", [(5, 1), (9, 1), (10, 1), (15, 2), (25, 3), (1, 1)])
+def test_split_counts_as_the_official_script(n, n_test):
+    """train = int(0.9 * n), test = the rest: a 5-image source still gives a test image."""
+    labels = [Label(f"/x/{i}.png", "s", (0.5,)) for i in range(n)]
+    train, test = split_labels(labels, 0.1, seed=0)
+    assert (len(train), len(test)) == (int(0.9 * n), n_test)
 
 
 def test_cli_build_twice_gives_the_same_rows_and_never_duplicates(tmp_path, capsys):

@@ -3,48 +3,11 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from references import internvl_tiles, reference_grid
 
-from beholder.images import (
-    ImageError,
-    PreprocessConfig,
-    choose_grid,
-    dynamic_tiles,
-    load_image,
-    pad_to_square,
-)
+from beholder.images import DecodeConfig, ImageError, load_image
+from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, choose_grid, dynamic_tiles, normalize, pad_to_square
 from beholder.testing import make_image
-
-
-def reference_grid(width, height, max_num, image_size, min_num=1):
-    """Independent re-statement of the official InternVL grid choice, loop by loop."""
-    candidates = set()
-    for n in range(min_num, max_num + 1):
-        for i in range(1, n + 1):
-            for j in range(1, n + 1):
-                if min_num <= i * j <= max_num:
-                    candidates.add((i, j))
-    ordered = sorted(candidates, key=lambda r: r[0] * r[1])
-    aspect = width / height
-    best, best_diff = (1, 1), float("inf")
-    for ratio in ordered:
-        diff = abs(aspect - ratio[0] / ratio[1])
-        if diff < best_diff:
-            best, best_diff = ratio, diff
-        elif diff == best_diff and width * height > 0.5 * image_size * image_size * ratio[0] * ratio[1]:
-            best = ratio
-    return best
-
-
-def reference_tiles(image, image_size, max_num):
-    cols, rows = reference_grid(*image.size, max_num, image_size)
-    resized = image.resize((image_size * cols, image_size * rows))  # Pillow's default filter is bicubic
-    tiles = []
-    for i in range(cols * rows):
-        x, y = (i % cols) * image_size, (i // cols) * image_size
-        tiles.append(resized.crop((x, y, x + image_size, y + image_size)))
-    if len(tiles) != 1:
-        tiles.append(image.resize((image_size, image_size)))
-    return tiles
 
 
 SIZES = [(w, h) for w in (1, 7, 100, 224, 447, 448, 449, 500, 640, 896, 1000, 1344, 1920, 4000)
@@ -65,17 +28,21 @@ def test_grid_choice_matches_reference(max_tiles):
 def test_tiles_match_reference_pixels(size):
     image = make_image(*size, seed=3)
     ours = dynamic_tiles(image, tile_size=112, max_tiles=12)
-    ref = reference_tiles(image, 112, 12)
+    ref = internvl_tiles(image, 112, 12)
     assert len(ours) == len(ref)
     for a, b in zip(ours, ref):
         assert a.size == (112, 112)
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def pixels(config, image):
+    return normalize(SQUARE_VIEWS[config.mode](config, image), config.mean, config.std)
+
+
 def test_single_tile_has_no_thumbnail_and_tiles_mode_shapes():
     config = PreprocessConfig(image_size=56, max_tiles=6)
-    assert config.pixels(make_image(56, 56)).shape == (1, 3, 56, 56)
-    wide = config.pixels(make_image(224, 56))  # 4x1 grid + thumbnail
+    assert pixels(config, make_image(56, 56)).shape == (1, 3, 56, 56)
+    wide = pixels(config, make_image(224, 56))  # 4x1 grid + thumbnail
     assert wide.shape == (5, 3, 56, 56)
     assert wide.dtype == np.float32
 
@@ -83,17 +50,16 @@ def test_single_tile_has_no_thumbnail_and_tiles_mode_shapes():
 def test_normalisation_is_imagenet_standardisation():
     config = PreprocessConfig(mode="squash", image_size=8)
     white = Image.new("RGB", (8, 8), (255, 255, 255))
-    pixels = config.pixels(white)
     expected = (1 - np.array(config.mean)) / np.array(config.std)
-    assert np.allclose(pixels[0, :, 0, 0], expected, atol=1e-6)
+    assert np.allclose(pixels(config, white)[0, :, 0, 0], expected, atol=1e-6)
 
 
 def test_pad_to_square_centres_on_fill():
     image = Image.new("RGB", (40, 20), (255, 0, 0))
-    padded = pad_to_square(image, fill=(0.0, 0.0, 1.0))
+    padded = pad_to_square(image, fill=(0, 0, 255))
     assert padded.size == (40, 40)
     assert padded.getpixel((0, 0)) == (0, 0, 255) and padded.getpixel((20, 20)) == (255, 0, 0)
-    assert PreprocessConfig(mode="pad", image_size=16).pixels(image).shape == (1, 3, 16, 16)
+    assert pixels(PreprocessConfig(mode="pad", image_size=16), image).shape == (1, 3, 16, 16)
 
 
 def _jpeg(image, **kwargs):
@@ -102,12 +68,12 @@ def _jpeg(image, **kwargs):
     return buffer.getvalue()
 
 
-def test_exif_orientation_is_applied():
+def test_exif_orientation_is_applied_only_when_asked():
     image = make_image(80, 40)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    loaded = load_image(_jpeg(image, exif=exif))
-    assert loaded.size == (40, 80)
+    assert load_image(_jpeg(image, exif=exif)).size == (80, 40)  # as stored, like the references
+    assert load_image(_jpeg(image, exif=exif), DecodeConfig(exif_transpose=True)).size == (40, 80)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "I;16", "1", "I", "F"])
@@ -123,15 +89,18 @@ def test_every_mode_becomes_rgb(mode):
     assert loaded.mode == "RGB" and loaded.size == (16, 16)
 
 
-def test_transparency_composites_on_white():
-    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
-    assert load_image(image).getpixel((0, 0)) == (255, 255, 255)
-
-
-def test_sixteen_bit_greyscale_keeps_its_range():
-    array = np.linspace(0, 4000, 64, dtype=np.uint16).reshape(8, 8)
-    loaded = np.asarray(load_image(Image.fromarray(array)))
-    assert loaded.min() == 0 and loaded.max() == 255
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+def test_transparency_is_dropped_or_composited_on_white(mode):
+    image = Image.new("RGBA", (4, 4), (10, 200, 30, 0))  # fully transparent green
+    if mode == "P":
+        image = Image.new("P", (4, 4), 1)
+        image.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+        image.info["transparency"] = 1
+    elif mode != "RGBA":
+        image = image.convert(mode)
+    dropped = load_image(image).getpixel((0, 0))
+    assert dropped == image.convert("RGB").getpixel((0, 0)) and dropped != (255, 255, 255)
+    assert load_image(image, DecodeConfig(alpha="white")).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_bad_inputs_raise_image_error(tmp_path):
@@ -151,16 +120,20 @@ def test_decompression_bomb_is_refused_before_decoding():
         load_image(_jpeg(make_image(300, 200)), max_pixels=300 * 200 - 1)
 
 
-def test_jpeg_draft_decodes_only_what_is_needed():
+def test_jpeg_draft_decodes_only_what_is_needed_when_asked():
     data = _jpeg(make_image(1600, 1200), quality=90)
     config = PreprocessConfig(image_size=56, max_tiles=6)
-    drafted = load_image(data, target=config.target_size)
+    drafted = load_image(data, DecodeConfig(draft=True), target=config.draft_size)
     cols, rows = choose_grid(1600, 1200, 6, 56)
     assert drafted.size == (200, 150)  # 1/8 DCT scale, still >= the (56*cols, 56*rows) grid
     assert drafted.size[0] >= 56 * cols and drafted.size[1] >= 56 * rows
-    assert load_image(data).size == (1600, 1200)
-    # Rotated by EXIF: the requested sides are swapped before asking libjpeg.
+    assert load_image(data, target=config.draft_size).size == (1600, 1200)  # the default decodes in full
+    # Turned upright by EXIF: the requested sides are swapped before asking libjpeg.
     exif = Image.Exif()
     exif[0x0112] = 6
-    rotated = load_image(_jpeg(make_image(1600, 400), exif=exif), target=lambda w, h: (w // 2, h // 2))
+    half = lambda w, h: (w // 2, h // 2)  # noqa: E731
+    rotated = load_image(_jpeg(make_image(1600, 400), exif=exif), DecodeConfig(draft=True, exif_transpose=True),
+                         target=half)
     assert rotated.size == (200, 800)  # file 1600x400 drafted at 1/2 to 800x200, then turned upright
+    as_stored = load_image(_jpeg(make_image(1600, 400), exif=exif), DecodeConfig(draft=True), target=half)
+    assert as_stored.size == (800, 200)

@@ -213,11 +213,11 @@ def test_interrupted_run_resumes_with_its_keys_and_drops_a_torn_chunk(tmp_path):
     writer.write([row(2)])  # only buffered
     os.close(writer._lock)  # the process dies: no flush, the lock goes with it
     partial = Path(f"{out}.partial")
-    (partial / ".chunk-000002.parquet.tmp").write_bytes(b"PAR1 half a chunk")  # killed mid-write
+    (partial / ".chunk-000002.parquet.tmp-99999").write_bytes(b"PAR1 half a chunk")  # killed mid-write
     with ResumableWriter(out, chunk_rows=2) as resumed:
         assert not resumed.complete
         assert resumed.start(SETTINGS) == {"img0.jpg", "img1.jpg"}
-        assert not list(partial.glob(".*.tmp"))
+        assert not list(partial.glob(".*.tmp*"))
         resumed.write([row(2), row(3, error="ImageError: x", score=None)])
         totals = resumed.finish({f"img{i}.jpg" for i in range(4)}, SETTINGS)
     assert (totals.rows, totals.failed) == (4, 1)

@@ -150,8 +150,10 @@ def test_error_metrics_hand_computed() -> None:
 def test_hae_compat_columns_say_what_they_compute() -> None:
     pred, gt = [0.9, 0.7, 0.5, 0.3, 0.1], [0.1, 0.4, 0.5, 0.6, 0.8]  # strongly negative correlation
     compat = metrics.hae_compat(pred, gt)
-    assert compat["hae_compat_mse_is_rmse"] == pytest.approx(metrics.rmse(pred, gt))
-    assert compat["hae_compat_mae_is_sqrt_mae"] == pytest.approx(math.sqrt(metrics.mae(pred, gt)))
+    assert compat["hae_compat_mse_is_rmse"] == math.sqrt(metrics.mse(pred, gt) + 1e-8)
+    assert compat["hae_compat_mae_is_sqrt_mae"] == math.sqrt(metrics.mae(pred, gt) + 1e-8)
+    exact = metrics.hae_compat(gt, gt)  # the official epsilon inside the square roots: a perfect score is 1e-4
+    assert exact["hae_compat_mse_is_rmse"] == exact["hae_compat_mae_is_sqrt_mae"] == pytest.approx(1e-4, rel=1e-12)
     assert metrics.plcc(pred, gt) < 0
     assert compat["hae_compat_plcc_is_abs_plcc"] == pytest.approx(-metrics.plcc(pred, gt))
     assert compat["hae_compat_srcc_is_abs_srcc"] == pytest.approx(1.0)

@@ -28,6 +28,9 @@ class ScriptedScorer:
         self.batches: list[int] = []
         self._lock = threading.Lock()
 
+    def full_scoring(self, full):
+        return self.has_full if full is None else full
+
     def prepare(self, source, path=None):
         time.sleep(self.decode_seconds)
         if path in self.bad_decode:
@@ -82,14 +85,11 @@ def test_decoded_images_waiting_for_the_model_stay_bounded():
     assert sum(scorer.batches) == 200 and max(scorer.batches) == 12  # the scripted scorer takes a window whole
 
 
-def test_fast_mode_and_a_model_without_full_heads():
+def test_fast_mode():
     scorer = ScriptedScorer()
     sink = MemorySink()
     score_inputs(scorer, items(2), sink, full=False, progress=False)
     assert "dim_looks" not in sink.rows[0] and sink.provenance["mode"] == "fast"
-    scorer.has_full = False
-    with pytest.raises(ValueError, match="no expert and MetaVoter heads"):
-        score_inputs(scorer, items(2), MemorySink(), full=True, progress=False)
 
 
 def test_systemic_model_failure_stops_the_run_and_keeps_failed_images_for_resume(tmp_path):

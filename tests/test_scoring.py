@@ -1,4 +1,6 @@
 import dataclasses
+import hashlib
+import os
 import shutil
 
 import pytest
@@ -6,10 +8,15 @@ import torch
 
 import beholder
 from beholder.config import ModelConfig
-from beholder.model.folder import ModelNotFoundError, weights_sha256
+from beholder.cli import main
+from beholder.io import Item
+from beholder.model.folder import ModelNotFoundError
+from beholder.model.weights import PickleWeightsError, weights_sha256
+from beholder.pipeline import MemorySink, score_inputs
 from beholder.scoring import parse_annotation
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES
 from beholder.testing import make_image, make_tiny_model, naive_full
+from safetensors.torch import load_file
 
 
 @pytest.fixture(params=["internvl", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
@@ -81,9 +88,51 @@ def test_save_load_round_trip_gives_identical_outputs(internvl_scorer, varied_im
     a = internvl_scorer.score(varied_images, full=True)
     b = reloaded.score(varied_images, full=True)
     assert [r.to_row() for r in a] == [r.to_row() for r in b]
-    assert weights_sha256(copy) == weights_sha256(copy)  # cached second time, same value
-    assert reloaded.provenance["weights_sha256"] == weights_sha256(copy)
     assert reloaded.provenance["preprocess"]["mode"] == "tiles"
+
+
+def _sha256(files):
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+def test_weights_hash_covers_the_loaded_files_and_is_cached_by_size_and_mtime(tiny_internvl, tmp_path):
+    folder = shutil.copytree(tiny_internvl, tmp_path / "copy")
+    scorer = beholder.load(folder)
+    files = scorer.model.weights_files
+    assert [f.name for f in files] == ["model.safetensors", "heads.safetensors"]
+    expected = _sha256(files)
+    assert scorer.provenance["weights_sha256"] == expected
+    # Same name, size and mtime: the stored hash comes back without the bytes being read again...
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert weights_sha256(files) == expected
+    # ...and a changed mtime hashes the new bytes.
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert weights_sha256(files) == _sha256(files) != expected
+
+
+def test_pickle_weights_are_refused_unless_allowed_and_hashed_when_loaded(tiny_internvl, tmp_path, capsys):
+    folder = shutil.copytree(tiny_internvl, tmp_path / "pickled")
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(PickleWeightsError, match=r"only as pickle files \(pytorch_model.bin\).*allow_pickle=True"):
+        beholder.load(folder)
+    image = make_image(90, 60)
+    image.save(tmp_path / "img.png")
+    assert main(["score", str(tmp_path / "img.png"), "-m", str(folder), "--no-progress"]) == 101
+    assert "--allow-pickle" in capsys.readouterr().err
+    pickled, original = beholder.load(folder, allow_pickle=True), beholder.load(tiny_internvl)
+    assert pickled.score([image])[0].score == pytest.approx(original.score([image])[0].score, abs=1e-6)
+    assert [f.name for f in pickled.model.weights_files] == ["pytorch_model.bin", "heads.safetensors"]
+    assert pickled.provenance["weights_sha256"] == _sha256(pickled.model.weights_files)
+    assert main(["score", str(tmp_path / "img.png"), "-m", str(folder), "--allow-pickle", "--no-progress"]) == 0
 
 
 def test_max_tiles_override_changes_preprocessing(tiny_internvl):
@@ -105,10 +154,24 @@ def test_float16_on_cpu_is_refused(tiny_internvl):
         beholder.load(tiny_internvl, dtype="float16")
 
 
-def test_annotate_is_greedy_and_deterministic(scorer, varied_images):
-    first = scorer.annotate(varied_images[:1], max_new_tokens=12)
-    second = scorer.annotate(varied_images[:1], max_new_tokens=12)
-    assert first[0].text == second[0].text and first[0].error is None
+def test_annotate_is_greedy_decoding_of_the_12_dimension_question(internvl_scorer, varied_images):
+    """The annotation is what picking the most likely next token, one full forward pass at a time, writes after
+    the 12-dimension question (the naive loop, written out)."""
+    model, image = internvl_scorer.model, varied_images[0]
+    item = internvl_scorer.prepare(image)
+    ids = list(model.prefix_ids(item.visual.n_tokens) + model.expert_question_ids)
+    pixels = torch.from_numpy(item.visual.pixels)
+    generated = []
+    with torch.inference_mode():
+        for _ in range(12):
+            token = int(model.hf_model(input_ids=torch.tensor([ids]), pixel_values=pixels).logits[0, -1].argmax())
+            if token in model._stop_ids():
+                break
+            ids.append(token)
+            generated.append(token)
+    assert len(generated) >= 3  # the random model writes something: the comparison is not of two empty texts
+    [note] = internvl_scorer.annotate([image], max_new_tokens=12)
+    assert note.error is None and note.text == model.tokenizer.decode(generated, skip_special_tokens=True)
 
 
 def test_parse_annotation_reads_the_official_lines():
@@ -134,8 +197,10 @@ def test_level_only_presets_score_on_their_scale(tmp_path, preset, lo, hi):
         logits = model.hf_model(input_ids=ids, pixel_values=torch.from_numpy(item.visual.pixels)).logits[0, -1]
     probs = logits[model.heads.level.token_ids].softmax(-1)
     assert r.score == pytest.approx(float(probs @ model.heads.level.weights), abs=1e-4)
-    with pytest.raises(ValueError, match="full scoring"):
-        scorer.score([image], full=True)
+    for ask_for_full in (lambda: scorer.score([image], full=True),
+                         lambda: score_inputs(scorer, [Item("a", image)], MemorySink(), full=True, progress=False)):
+        with pytest.raises(ValueError, match="full scoring needs the Expert head and the MetaVoter"):
+            ask_for_full()
 
 
 def test_config_round_trip_and_strictness(tiny_internvl):

@@ -133,6 +133,20 @@ def test_head_switches_give_the_ablation_rows_models():
     assert switched_heads(heads, ("regression", "lm", "expert", "metavoter")) == heads
 
 
+def test_stage1_defaults_are_the_official_recipe():
+    """LoRA on the language model and on the projector (mlp1), AdamW with beta2 = 0.95."""
+    from beholder.train.trainable import setup_stage1
+
+    config = Stage1Config()
+    assert (config.language, config.projector, config.vision, config.betas) == ("lora", "lora", "frozen", (0.9, 0.95))
+    model = build_model(seed=0)
+    setup_stage1(model, config, seed=0)
+    adapted = {name.split(".lora_")[0] for name, p in model.named_parameters() if p.requires_grad and ".lora_" in name}
+    assert any("multi_modal_projector" in name for name in adapted)
+    assert any("language_model" in name for name in adapted)
+    assert not any("vision_tower" in name for name in adapted)
+
+
 def test_metavoter_fits_with_l1():
     torch.manual_seed(0)
     voter = build_model("internvl").heads.metavoter
@@ -166,6 +180,8 @@ def test_smoke_run_learns_resumes_and_exports(dataset, tmp_path):
 
     # stage 2 changed the MetaVoter only; the regression head is the one stage 1 left
     stage1 = load_file(tmp_path / "run/checkpoints/step-000008/trainable.safetensors")
+    optimizer = torch.load(tmp_path / "run/checkpoints/step-000008/optimizer.pt", weights_only=True)
+    assert {tuple(group["betas"]) for group in optimizer["param_groups"]} == {(0.9, 0.95)}  # the official beta2
     assert torch.equal(final["heads"]["regression.weight"], stage1["heads.regression.weight"])
     started = initial_model(config).heads.state_dict()
     assert not torch.equal(final["heads"]["metavoter.net.0.weight"], started["metavoter.net.0.weight"])

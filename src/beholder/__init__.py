@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from beholder.results import ScoreResult
 from beholder.standard import DIMENSIONS, LEVELS
-
-__version__ = "0.1.0"
+from beholder.version import __version__
 
 _LAZY = {"load": "beholder.scoring", "Scorer": "beholder.scoring", "Annotation": "beholder.scoring",
          "testing": "beholder.testing", "list_models": "beholder.presets"}

@@ -11,14 +11,22 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from beholder.images import PreprocessConfig
+from beholder.preprocess import PreprocessConfig
 from beholder.standard import LEVELS
 from beholder.typedconfig import from_dict
 
 CONFIG_NAME = "beholder.json"
-FORMAT_VERSION = 1
+# 2: decoding and prompt-layout fields (preprocess.decode, preprocess.pad_rounding, prompt.system_turn,
+#    prompt.after_image), all defaulting to the references' behaviour.
+FORMAT_VERSION = 2
+
+# Choices, spelled out so a typo in beholder.json fails when it is read (beholder.typedconfig checks Literal values).
+# They name entries of the registries in beholder.model (tests/test_structure.py keeps the two in step).
+BackboneName = Literal["internvl", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"]  # model.backbones.ADAPTERS
+TemplateName = Literal["internvl2", "internlm2-chat", "internvl2_5", "qwen2_vl"]  # model.prompts.TEMPLATES
+Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]  # model.heads.ACTIVATIONS
 
 INTERNVL2_SYSTEM = "You are an AI assistant whose name is InternLM (书生·浦语)."
 
@@ -27,8 +35,12 @@ INTERNVL2_SYSTEM = "You are an AI assistant whose name is InternLM (书生·浦�
 class PromptConfig:
     """The chat around the image. The image prefix (system turn + image) is shared by every question."""
 
-    template: str = "internvl2"  # chat template name, see beholder.model.prompts.TEMPLATES
-    system: str = INTERNVL2_SYSTEM  # system message ("" for none)
+    template: TemplateName = "internvl2"  # chat layout, see beholder.model.prompts.TEMPLATES
+    system: str = INTERNVL2_SYSTEM  # system message
+    system_turn: Literal["always", "when_set"] = "always"  # "always": the system turn is written even for an empty
+    #                                                        message, as InternVL's conversation.py does
+    after_image: str | None = None  # text between the image's end tag and the question, tokenised with the question;
+    #                                 None: the template's own ("\n" InternVL, "" Qwen)
     question: str = "Rate the aesthetics of this human picture."  # overall question (fast path, LM + regression)
     answer_prefix: str = "The aesthetics of the human image is"  # assistant text before the scored token
     expert_question: str = "Rate the aesthetics of this human picture from 12 different dimensions."
@@ -39,14 +51,16 @@ class PromptConfig:
 class LevelHeadConfig:
     """Expected value over the next-token distribution restricted to a few tokens, read at the last position."""
 
-    tokens: tuple[str, ...] = tuple(" " + level for level in LEVELS)  # each must encode to exactly one token
+    # Each is a vocabulary token looked up literally (as ArtiMuse's convert_tokens_to_ids), or else a text that
+    # encodes to exactly one token; one that is both, as two different tokens, is an error.
+    tokens: tuple[str, ...] = tuple(" " + level for level in LEVELS)
     weights: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)  # value of each token; S = sum(w_i * softmax_i)
 
 
 @dataclass(frozen=True)
 class ExpertHeadConfig:
     ffn_hidden: int = 16  # width of each parent FFN (children -> hidden -> 1); 0 makes each parent a Linear
-    activation: str = "gelu"  # between the two Linears of a parent FFN: "gelu" | "relu" | "silu" | "tanh" | "sigmoid"
+    activation: Activation = "gelu"  # between the two Linears of a parent FFN
 
 
 @dataclass(frozen=True)
@@ -60,13 +74,14 @@ class HeadsConfig:
     regression: bool = True  # Linear(hidden_size, 1) on the last hidden state
     expert: ExpertHeadConfig | None = field(default_factory=ExpertHeadConfig)
     metavoter: MetaVoterConfig | None = field(default_factory=MetaVoterConfig)
-    fast: str = "regression"  # which head gives the one-pass score: "level" | "regression" | "mean" (of both)
+    fast: Literal["level", "regression", "mean"] = "regression"  # the head giving the one-pass score ("mean": of
+    #                                                                  level and regression)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str  # preset or user name, shown in provenance
-    backbone: str  # adapter name: "internvl" | "qwen2_vl" | "qwen2_5_vl" | "qwen3_vl"
+    backbone: BackboneName  # adapter name
     scale: tuple[float, float] = (0.0, 1.0)  # native score scale; heads work in [0, 1] and are mapped onto it
     prompt: PromptConfig = field(default_factory=PromptConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
@@ -91,7 +106,7 @@ class ModelConfig:
         version = data.get("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             raise ValueError(f"model config format {version} is newer than this beholder understands; upgrade")
-        return from_dict(cls, data)
+        return from_dict(cls, {**_upgrade(data, version), "format_version": FORMAT_VERSION})
 
     def save(self, folder: str | Path) -> None:
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -100,3 +115,15 @@ class ModelConfig:
     @classmethod
     def load(cls, folder: str | Path) -> ModelConfig:
         return cls.from_dict(json.loads((Path(folder) / CONFIG_NAME).read_text(encoding="utf-8")))
+
+
+def _upgrade(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """An older beholder.json as the current format reads it.
+
+    Format 1 wrote `preprocess.draft: true` into every file: it was the default then, not a choice anyone made
+    (no option set it), so it is dropped and a format-1 folder decodes at full size like the references. The
+    fields format 2 added take their defaults, which are the references' behaviour.
+    """
+    if version < 2 and isinstance(data.get("preprocess"), dict):
+        data = {**data, "preprocess": {k: v for k, v in data["preprocess"].items() if k != "draft"}}
+    return data

@@ -206,18 +206,24 @@ def level_metrics(pred01: ArrayLike, gt01: ArrayLike) -> dict[str, Any]:
 def hae_compat(pred01: ArrayLike, gt01: ArrayLike) -> dict[str, float]:
     """HumanAesExpert's published columns under names that say what they compute.
 
-    Its "MSE" is the RMSE, its "MAE" is sqrt(mean |error|) and its correlations are absolute values. Use these
-    only to compare with numbers copied from that paper; everywhere else use the standard metrics.
+    Its "MSE" is sqrt(MSE + 1e-8) (the RMSE), its "MAE" is sqrt(mean |error| + 1e-8) and its correlations are
+    absolute values. Use these only to compare with numbers copied from that paper; everywhere else use the
+    standard metrics.
     """
     p, g = paired(pred01, gt01, min_pairs=MIN_CORRELATION_PAIRS)
-    standard = {"rmse": rmse(p, g), "mae": mae(p, g), "plcc": plcc(p, g), "srcc": srcc(p, g), "krcc": krcc(p, g)}
+    standard = {"mse": mse(p, g), "mae": mae(p, g), "plcc": plcc(p, g), "srcc": srcc(p, g), "krcc": krcc(p, g)}
     return _hae_columns(standard)
+
+
+def hae_sqrt(value: float) -> float:
+    """sqrt(value + 1e-8): the square root of HumanAesExpert's metric code, epsilon included."""
+    return math.sqrt(value + 1e-8)
 
 
 def _hae_columns(standard: dict[str, Any]) -> dict[str, float]:
     return {
-        "hae_compat_mse_is_rmse": standard["rmse"],
-        "hae_compat_mae_is_sqrt_mae": math.sqrt(standard["mae"]),
+        "hae_compat_mse_is_rmse": hae_sqrt(standard["mse"]),
+        "hae_compat_mae_is_sqrt_mae": hae_sqrt(standard["mae"]),
         "hae_compat_plcc_is_abs_plcc": abs(standard["plcc"]),
         "hae_compat_srcc_is_abs_srcc": abs(standard["srcc"]),
         "hae_compat_krcc_is_abs_krcc": abs(standard["krcc"]),

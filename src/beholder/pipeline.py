@@ -116,9 +116,7 @@ def score_inputs(
     max_consecutive_model_failures: the run stops (rows so far saved, so it can resume) when the model fails
         on this many images in a row, instead of writing an error row for every remaining input.
     """
-    full = scorer.has_full if full is None else full
-    if full and not scorer.has_full:
-        raise ValueError(f"{scorer.source}: the model has no expert and MetaVoter heads; use fast scoring")
+    full = scorer.full_scoring(full)
     workers = decode_workers or default_decode_workers()
     prefetch = prefetch or max(batch_size, 2 * workers)
     window = window or 4 * batch_size

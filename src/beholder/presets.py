@@ -17,7 +17,7 @@ import difflib
 import string
 
 from beholder.config import HeadsConfig, LevelHeadConfig, ModelConfig, PromptConfig
-from beholder.images import CLIP_MEAN, PreprocessConfig
+from beholder.preprocess import CLIP_MEAN, CLIP_STD, PreprocessConfig
 
 # ArtiMuse score tokens: aa..az = 0..25, ca..cy = 26..50, da..dy = 51..75, ea..ey = 76..100 (no 'b' prefix).
 ARTIMUSE_TOKENS: tuple[str, ...] = (
@@ -66,8 +66,18 @@ _TOKEN_AS_SCORE_HEADS = HeadsConfig(
     fast="level",
 )
 
+# HumanAesExpert's heads were trained (with swift) on prompts where the image placeholder is "<img>...</img>\n" and
+# the query "<image>\n" + question, so the model saw "</img>\n\n{question}". Its inference code is not public;
+# scoring uses the training layout.
+HUMANAESEXPERT_AFTER_IMAGE = "\n\n"
+
 PRESETS: dict[str, ModelConfig] = {
-    "humanaesexpert": ModelConfig(name="humanaesexpert", backbone="internvl", scale=(0.0, 1.0)),
+    "humanaesexpert": ModelConfig(
+        name="humanaesexpert",
+        backbone="internvl",
+        scale=(0.0, 1.0),
+        prompt=PromptConfig(after_image=HUMANAESEXPERT_AFTER_IMAGE),
+    ),
     "artimuse": ModelConfig(
         name="artimuse",
         backbone="internvl",
@@ -89,7 +99,10 @@ PRESETS: dict[str, ModelConfig] = {
             metavoter=None,
             fast="level",
         ),
-        preprocess=PreprocessConfig(mode="pad", max_tiles=1, thumbnail=False, pad_fill=CLIP_MEAN),
+        # Q-Align's processor: expand2square with the CLIP mean (truncated: 122, 116, 104), CLIP mean / std.
+        preprocess=PreprocessConfig(
+            mode="pad", max_tiles=1, thumbnail=False, pad_fill=CLIP_MEAN, mean=CLIP_MEAN, std=CLIP_STD
+        ),
         prompt=PromptConfig(
             system="",
             question="How would you rate the aesthetics of this image?",

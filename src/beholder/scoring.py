@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,12 +17,16 @@ from typing import Any
 
 import torch
 
-from beholder.images import ImageError, ImageSource, load_image
+from beholder.hub import resolve_folder
+from beholder.images import ImageError, ImageSource
 from beholder.model.aesthetic import AestheticModel, HeadOutputs
 from beholder.model.backbones import Visual
-from beholder.model.folder import load_model, read_config, resolve_folder, weights_sha256
+from beholder.model.folder import load_model, read_config
+from beholder.model.weights import weights_sha256
+from beholder.preprocess import decode_image
 from beholder.results import ScoreResult
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS, score_to_level
+from beholder.typedconfig import override
 
 
 @dataclass
@@ -46,11 +50,19 @@ def _path_of(source: ImageSource, path: str | None) -> str | None:
 
 
 class Scorer:
-    def __init__(self, model: AestheticModel, *, source: str | None = None, folder: Path | None = None):
+    def __init__(
+        self,
+        model: AestheticModel,
+        *,
+        source: str | None = None,
+        folder: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         self.model = model
         self.config = model.config
         self.source = source or self.config.name  # what the user asked for: a hub id, a path or a preset
         self.folder = folder
+        self.overrides = overrides or {}  # settings changed from the model folder's own at load, dotted name -> value
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -60,21 +72,34 @@ class Scorer:
     def has_full(self) -> bool:
         return self.config.has_full
 
+    def full_scoring(self, full: bool | None) -> bool:
+        """Whether to run full scoring (MetaVoter + 12 dimensions): `full`, or by default when the model can.
+        Asking for it from a model without the heads it needs is an error, raised here and nowhere else."""
+        if full is None:
+            return self.has_full
+        if full and not self.has_full:
+            raise ValueError(
+                f"{self.source}: full scoring needs the Expert head and the MetaVoter, which this model does not "
+                "have; use fast scoring"
+            )
+        return full
+
     @cached_property
     def provenance(self) -> dict[str, Any]:
         import transformers
 
-        from beholder import __version__
+        from beholder.version import __version__
 
         hf = self.model.hf_model
         return {
             "model": self.config.name,
             "source": self.source,
             "hub_id": self.config.hub_id,
-            "weights_sha256": weights_sha256(self.folder) if self.folder else None,
+            "weights_sha256": weights_sha256(self.model.weights_files) if self.model.weights_files else None,
             "backbone": self.config.backbone,
             "scale": list(self.scale),
             "preprocess": dataclasses.asdict(self.config.preprocess),
+            "overrides": self.overrides,
             "prompt": dataclasses.asdict(self.config.prompt),
             "dtype": str(hf.dtype).removeprefix("torch."),
             "device": str(hf.device),
@@ -87,7 +112,7 @@ class Scorer:
 
     def prepare(self, source: ImageSource, path: str | None = None) -> PreparedImage:
         """Decode and preprocess one image. Raises ImageError for input that is not a usable image."""
-        image = load_image(source, target=self.config.preprocess.target_size)
+        image = decode_image(source, self.config.preprocess)
         try:
             visual = self.model.backbone.visual(image)
         except (ValueError, OSError) as exc:
@@ -127,9 +152,7 @@ class Scorer:
 
         A batch that fails (e.g. out of memory) is retried one image at a time, so one bad item costs one row.
         """
-        full = self.has_full if full is None else full
-        if full and not self.has_full:
-            raise ValueError(f"model {self.config.name!r} has no expert head and MetaVoter: full scoring needs both")
+        full = self.full_scoring(full)
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             groups[self.batch_key(item)].append(i)
@@ -163,7 +186,7 @@ class Scorer:
                 ScoreResult(
                     path=item.path,
                     score=lo + normalised * (hi - lo),
-                    level=score_to_level(min(max(normalised, 0.0), 1.0)),
+                    level=score_to_level(normalised),
                     dimensions=dict(zip(DIMENSIONS, dims[i])) if dims else {},
                     heads={name: values[i] for name, values in heads.items()},
                 )
@@ -204,14 +227,24 @@ def load(
     device: str = "cpu",
     dtype: str = "float32",
     max_tiles: int | None = None,
+    decode: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
     revision: str | None = None,
 ) -> Scorer:
-    """Load a scorer from a local model folder, a released model (preset name or hub id, e.g. "baidu/ERNIE-Image-Aes":
-    downloaded and converted once into beholder's cache) or the hub id of a beholder model folder."""
+    """A Scorer for a local model folder, a released model (preset name or hub id, e.g. "baidu/ERNIE-Image-Aes":
+    downloaded and converted once into beholder's cache) or the hub id of a beholder model folder.
+
+    max_tiles: most tiles per image, replacing the model's (tiled models).
+    decode: DecodeConfig fields replacing the model's, each a departure from what the reference code does:
+        {"draft": True} (faster JPEG decoding at reduced scale), {"exif_transpose": True}, {"alpha": "white"}.
+    allow_pickle: load backbone weights from pickle files when the folder has no safetensors (pickles can run code).
+    The changed settings are recorded in `Scorer.provenance["overrides"]`.
+    """
     folder = resolve_folder(name, revision=revision)
-    config = read_config(folder)
-    if max_tiles is not None:
-        config = config.replace(preprocess=dataclasses.replace(config.preprocess, max_tiles=max_tiles))
-    model = load_model(folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code, config=config)
-    return Scorer(model, source=str(name), folder=folder)
+    overrides: dict[str, Any] = {} if max_tiles is None else {"preprocess.max_tiles": max_tiles}
+    overrides.update({f"preprocess.decode.{key}": value for key, value in (decode or {}).items()})
+    config = override(read_config(folder), overrides)
+    model = load_model(folder, device=device, dtype=dtype, config=config, trust_remote_code=trust_remote_code,
+                       allow_pickle=allow_pickle)
+    return Scorer(model, source=str(name), folder=folder, overrides=overrides)

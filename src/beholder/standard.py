@@ -79,7 +79,8 @@ STANDARD: tuple[Dimension, ...] = tuple(
 
 
 def score_to_level(score: float) -> str:
-    """Map a [0, 1] score to its rating level with the official lower-bound-inclusive rule."""
+    """Map a [0, 1] score to its rating level with the official lower-bound-inclusive rule; a score outside
+    [0, 1] (a head's raw output can be) takes the nearest level."""
     if score != score:  # NaN has no level
         raise ValueError("cannot map NaN to a level")
     for level, lower in zip(reversed(LEVELS), reversed(LEVEL_LOWER_BOUNDS)):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from beholder.images import CLIP_MEAN, PreprocessConfig
+from beholder.preprocess import CLIP_MEAN, CLIP_STD, PreprocessConfig
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.folder import save_model
 from beholder.presets import ARTIMUSE_TOKENS, PRESETS, preset
@@ -73,6 +73,14 @@ SIZES: dict[str, dict] = {
         text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2),
         vocab_size=None,  # the tokenizer's own size
+    ),
+    # The tiny widths at the released models' tile geometry (448 px, 256 tokens per tile): for measuring what
+    # preprocessing choices do to scores at the real input size, in seconds.
+    "tiny-448": dict(
+        vision=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=448),
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2),
+        vocab_size=None,
     ),
     # Enough capacity to learn planted visual signals from scratch on a CPU (benchmarks/synthetic_hiaa.py):
     # 112-pixel tiles = 8x8 patches -> 16 visual tokens per tile.
@@ -160,8 +168,7 @@ def _qwen_vl_config(family: str):
 
 
 _QWEN_PREPROCESS = PreprocessConfig(
-    mode="qwen2_vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 16, mean=CLIP_MEAN,
-    std=(0.26862954, 0.26130258, 0.27577711),
+    mode="qwen2_vl", min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 16, mean=CLIP_MEAN, std=CLIP_STD
 )
 
 
@@ -199,7 +206,9 @@ def build_model(
         name=f"random-{size if isinstance(size, str) else 'custom'}-{preset_name}-{backbone}",
         backbone=backbone,
         preprocess=preprocess,
-        prompt=dataclasses.replace(base.prompt, template=template, system=system),
+        # the preset's layout after the image is InternVL's; Qwen templates keep their own
+        prompt=dataclasses.replace(base.prompt, template=template, system=system,
+                                   after_image=base.prompt.after_image if template == "internvl2" else None),
     )
     torch.manual_seed(seed)
     tokenizer = make_tokenizer()

@@ -32,6 +32,15 @@ def to_dict(config: Any) -> dict[str, Any]:
     return _plain(dataclasses.asdict(config))
 
 
+def override(config: T, changes: Mapping[str, Any]) -> T:
+    """A copy of dataclass `config` with dotted fields set (e.g. {"preprocess.decode.draft": True}), every value
+    checked as a value read from a file is."""
+    data = to_dict(config)
+    for key, value in changes.items():
+        _set_dotted(data, key, value)
+    return from_dict(type(config), data)
+
+
 def load(kind: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """A config from an optional YAML file, then `dotted.key=value` overrides (values are parsed as YAML)."""
     import yaml

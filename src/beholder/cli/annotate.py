@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from beholder.cli.common import add_model_options, load_scorer
+from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "annotate", help="write the 12-dimension text annotation of images", description=__doc__
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    parser.add_argument("--model", "-m", required=True, help="model folder or hub id")
+    parser.add_argument("--model", "-m", required=True, help=MODEL_HELP)
     add_model_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")

@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from beholder.presets import PRESETS
+
 if TYPE_CHECKING:  # the model stack is imported only by commands that load a model
     from beholder.scoring import Scorer
 
+MODEL_HELP = (
+    "model folder, released model ("
+    + ", ".join(name for name, config in PRESETS.items() if config.hub_id)
+    + "; see `beholder models`) or hub id (owner/name)"
+)
+
 
 def add_model_options(group: argparse._ActionsContainer) -> None:
-    """--device, --dtype, --max-tiles, --batch-size, --trust-remote-code (the model flag is the caller's)."""
+    """--device, --dtype, --max-tiles, --batch-size, --trust-remote-code, --allow-pickle and the decoding opt-ins
+    --draft-decode, --exif-transpose, --alpha (the model flag is the caller's)."""
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... or auto: cuda when available (auto)")
     group.add_argument(
         "--dtype",
@@ -22,6 +31,28 @@ def add_model_options(group: argparse._ActionsContainer) -> None:
     group.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (8)")
     group.add_argument(
         "--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code to run (off)"
+    )
+    group.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load weights from pickle files (pytorch_model.bin) when a folder has no safetensors; a pickle can run "
+        "code (off)",
+    )
+    # Departures from the released models' reference decoding (Image.open(p).convert("RGB")): off unless asked.
+    group.add_argument(
+        "--draft-decode",
+        action="store_true",
+        help="decode JPEGs at a reduced DCT scale: faster on large photos, but scores move (not reference-exact)",
+    )
+    group.add_argument(
+        "--exif-transpose",
+        action="store_true",
+        help="turn images upright per their EXIF orientation (not reference-exact)",
+    )
+    group.add_argument(
+        "--alpha",
+        choices=("drop", "white"),
+        help="transparency: drop it, keeping the colour under it (the references' way), or composite on white",
     )
 
 
@@ -38,5 +69,13 @@ def load_scorer(args: argparse.Namespace, name: str | None = None) -> Scorer:
         device=args.device,
         dtype=args.dtype,
         max_tiles=args.max_tiles,
+        decode=decode_options(args),
         trust_remote_code=args.trust_remote_code,
+        allow_pickle=args.allow_pickle,
     )
+
+
+def decode_options(args: argparse.Namespace) -> dict[str, object]:
+    """The decoding departures asked for on the command line, as DecodeConfig fields."""
+    asked = {"draft": args.draft_decode, "exif_transpose": args.exif_transpose, "alpha": args.alpha}
+    return {key: value for key, value in asked.items() if value not in (None, False)}

@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     from transformers.utils import logging
 
     from beholder.convert import ConversionError
-    from beholder.convert.hub import convert_source
+    from beholder.hub import convert_source
     from beholder.model.folder import ModelNotFoundError
 
     logging.set_verbosity_error()

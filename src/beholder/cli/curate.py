@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 
+from beholder import jsonsafe
 from beholder.curate import LINK_MODES, Comparison, compare, materialise, select
 from beholder.io import read_provenance, read_scores, write_table
 
@@ -143,19 +143,10 @@ def run_compare(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         return _fail("compare", str(exc))
     if args.json:
-        print(json.dumps(_nan_to_none({"a": args.a, "b": args.b, **result.to_dict()}), indent=2))
+        print(jsonsafe.dumps({"a": args.a, "b": args.b, **result.to_dict()}, indent=2))
     else:
         print(format_comparison(result, args.a, args.b))
     return 0
-
-
-def _nan_to_none(value: object) -> object:
-    """Strict JSON has no NaN: statistics that cannot be computed (n < 2) become null."""
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def format_comparison(c: Comparison, a: str, b: str) -> str:

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from beholder.cli.common import add_model_options, load_scorer
+from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 from beholder.evaluate import (
     LAYOUTS,
     Evaluation,
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ground-truth scale (default by layout: humanbeauty 0,1; eria 1,10; table 0,1)",
     )
     what = parser.add_argument_group("what to measure (repeat either; both may be given)")
-    what.add_argument("--model", action="append", default=[], metavar="M", help="model folder, hub id or preset")
+    what.add_argument("--model", action="append", default=[], metavar="M", help=MODEL_HELP)
     what.add_argument(
         "--predictions", action="append", default=[], metavar="P", help="score table from `beholder score`"
     )

@@ -7,7 +7,7 @@ import sys
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from beholder.cli.common import add_model_options, load_scorer
+from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, score_to_level
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob, manifest or .tar shard")
-    p.add_argument("-m", "--model", required=True, help="model folder or hub id (owner/name)")
+    p.add_argument("-m", "--model", required=True, help=MODEL_HELP)
     p.add_argument("-o", "--output", metavar="OUT", help="table to write: .jsonl, .csv or .parquet")
     p.add_argument(
         "--fast",
@@ -208,6 +208,6 @@ def format_card(row: dict[str, Any], scale: tuple[float, float]) -> str:
         lines.append(f"  {'dimension':<{width}}   score  level")
         for key in dims:
             value = row[f"dim_{key}"]
-            level = score_to_level(min(max(value, 0.0), 1.0))
+            level = score_to_level(value)
             lines.append(f"  {DISPLAY_NAMES[key]:<{width}}  {value:>6.3f}  {level}")
     return "\n".join(lines)

@@ -5,11 +5,10 @@
   heads          HumanAesExpert's regression / expert / MetaVoter heads, read from tensor names and shapes
   tokenizer      the checkpoint's tokenizer as a fast tokenizer, without its remote code (spm: tokenizer.model)
   tensors        every source tensor used exactly once
-  hub            released hub ids: download once, convert once into the cache, reuse
 """
 
-from beholder.convert.checkpoint import convert_checkpoint
+from beholder.convert.checkpoint import convert_checkpoint, is_chat_checkpoint
 from beholder.convert.heads import HeadLayoutError
 from beholder.convert.tensors import ConversionError
 
-__all__ = ["ConversionError", "HeadLayoutError", "convert_checkpoint"]
+__all__ = ["ConversionError", "HeadLayoutError", "convert_checkpoint", "is_chat_checkpoint"]

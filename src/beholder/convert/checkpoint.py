@@ -10,8 +10,7 @@ into a temporary folder beside the destination and renamed into place, so a dest
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
+import errno
 from contextlib import closing
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from beholder.convert.heads import (
 from beholder.convert.internvl_chat import convert_weights, native_config
 from beholder.convert.tensors import ConversionError, TensorSource, read_json
 from beholder.convert.tokenizer import load_tokenizer
+from beholder.files import atomic_write
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.folder import write_heads
 from beholder.model.prompts import get_template
@@ -78,6 +78,16 @@ def convert_checkpoint(
     config = _model_config(_base(preset, heads), chat, native, tokenizer, heads, hub_id)
     _check_model(native, tokenizer, config, heads)
     return _write(dst, native, weights, tokenizer, config, heads)
+
+
+def is_chat_checkpoint(folder: str | Path) -> bool:
+    """Whether `folder` looks like a checkpoint in InternVL's chat layout (a config with llm_config and
+    vision_config), the layout convert_checkpoint reads."""
+    try:
+        chat = read_json(Path(folder) / "config.json")
+    except ConversionError:
+        return False
+    return isinstance(chat, dict) and "llm_config" in chat and "vision_config" in chat
 
 
 def _image_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -180,20 +190,15 @@ def _write(
     from huggingface_hub import save_torch_state_dict
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     try:
-        native.save_pretrained(partial)
-        save_torch_state_dict(weights, partial, max_shard_size="5GB")
-        tokenizer.save_pretrained(partial)
-        config.save(partial)
-        write_heads(heads.state, partial)
-        if dst.is_dir() and not any(dst.iterdir()):
-            dst.rmdir()
-        try:
-            partial.rename(dst)  # atomic
-        except OSError as exc:
+        with atomic_write(dst) as partial:  # replaces an empty dst folder, never a filled one
+            native.save_pretrained(partial)
+            save_torch_state_dict(weights, partial, max_shard_size="5GB")
+            tokenizer.save_pretrained(partial)
+            config.save(partial)
+            write_heads(heads.state, partial)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
             raise FileExistsError(f"{dst} appeared while converting (another process?)") from exc
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
         raise
     return dst

@@ -10,7 +10,8 @@ The metrics themselves live in `beholder.metrics`.
 
 from beholder.evaluate.benchmarks import LAYOUTS, Benchmark, BenchmarkItem, load_benchmark
 from beholder.evaluate.predictions import Predictions, read_predictions, score_benchmark
-from beholder.evaluate.report import Evaluation, evaluate, leaderboard, to_json, write_reports
+from beholder.evaluate.report import Evaluation, evaluate, leaderboard, to_json
+from beholder.evaluate.write import write_reports
 from beholder.evaluate.scales import Scale, parse_scale
 
 __all__ = [

@@ -69,7 +69,7 @@ def score_benchmark(
     from beholder.io.readers import Item
     from beholder.pipeline import run_settings, score_inputs
 
-    full = scorer.has_full if full is None else full
+    full = scorer.full_scoring(full)
     stale = Path(output).exists() and not _made_with(output, run_settings(scorer, full))
     writer = ResumableWriter(output, overwrite=stale)
     if not writer.complete:

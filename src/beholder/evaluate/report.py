@@ -8,18 +8,15 @@ pairs next to it, which the plots need and the JSON does not carry.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from beholder import metrics
+from beholder import jsonsafe, metrics
 from beholder.evaluate.benchmarks import Benchmark, BenchmarkItem
 from beholder.evaluate.scales import Scale
 from beholder.results import ScoreResult
@@ -130,7 +127,7 @@ def _dimensions(scored: Sequence[tuple[BenchmarkItem, ScoreResult]]) -> dict[str
                 "mae": metrics.mae(p, g),
                 "rmse": metrics.rmse(p, g),
                 "srcc": _quiet(metrics.srcc, p, g),
-                "hae_compat_mae_is_sqrt_mae": math.sqrt(metrics.mae(p, g)),
+                "hae_compat_mae_is_sqrt_mae": metrics.hae_sqrt(metrics.mae(p, g)),
             }
     return table or None
 
@@ -189,42 +186,11 @@ def leaderboard(evaluations: Sequence[Evaluation]) -> list[dict[str, Any]]:
 
 def to_json(evaluations: Sequence[Evaluation]) -> str:
     """The JSON document: the leaderboard and every report; NaN becomes null (JSON has no NaN)."""
-    from beholder import __version__
+    from beholder.version import __version__
 
     document = {
         "beholder_version": __version__,
         "leaderboard": leaderboard(evaluations),
         "evaluations": [e.report for e in evaluations],
     }
-    return json.dumps(_nan_to_none(document), indent=2, allow_nan=False) + "\n"
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    return value
-
-
-def write_reports(
-    evaluations: Sequence[Evaluation], out_dir: str | os.PathLike[str], formats: Sequence[str] = FORMATS
-) -> dict[str, Path]:
-    """Write report.json / report.md / report.html into `out_dir`; returns {format: path}."""
-    from beholder.evaluate.html import to_html
-    from beholder.evaluate.markdown import to_markdown
-
-    unknown = set(formats) - set(FORMATS)
-    if unknown:
-        raise ValueError(f"unknown report formats {sorted(unknown)}; expected some of {FORMATS}")
-    renderers = {"json": to_json, "md": to_markdown, "html": to_html}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for fmt in formats:
-        path = out / f"report.{fmt}"
-        path.write_text(renderers[fmt](evaluations), encoding="utf-8")
-        written[fmt] = path
-    return written
+    return jsonsafe.dumps(document, indent=2) + "\n"

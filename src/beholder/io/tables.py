@@ -18,6 +18,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from beholder.files import atomic_write
 from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX
 from beholder.standard import DIMENSIONS
 
@@ -191,22 +192,17 @@ def _flatten_nested(table: pa.Table) -> pa.Table:
 def write_table(path: str | os.PathLike, table: pa.Table, provenance: dict[str, Any] | None = None) -> None:
     """Write a whole table atomically (temp file, fsync, rename) with its provenance sidecar."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with TableWriter(tmp, table.schema, fmt=table_format(path), provenance=provenance) as writer:
-        writer.write(table)
-    if provenance is not None:
-        write_json_atomic(provenance_path(path), provenance)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        with TableWriter(tmp, table.schema, fmt=table_format(path), provenance=provenance) as writer:
+            writer.write(table)
+        if provenance is not None:
+            write_json_atomic(provenance_path(path), provenance)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         json.dump(data, f, indent=2, ensure_ascii=False, default=str)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

@@ -6,9 +6,9 @@ Layout while a run is in progress, for an output OUT:
     OUT.partial/lock                 flock()ed by the running process: a second run on OUT is refused
     OUT.partial/chunk-000001.parquet rows, in chunks of up to `chunk_rows` or `chunk_seconds` worth
 
-Why it is exactly-once: a chunk is written to a temp name, fsync()ed, then os.replace()d to its final name,
-so a chunk file either exists whole or not at all (a kill leaves at most a temp file, which is deleted on
-resume). Resume reads the keys of the existing chunks and the caller scores only the other inputs; the
+Why it is exactly-once: a chunk is written to a temp name, fsync()ed, then renamed to its final name
+(beholder.files), so a chunk file either exists whole or not at all (a kill leaves at most a temp file, which is
+deleted on resume). Resume reads the keys of the existing chunks and the caller scores only the other inputs; the
 caller never hands the same key to the writer twice within a run. The final OUT is assembled from the chunks
 into a temp file, fsync()ed and renamed into place, and only then is OUT.partial retired (renamed away, then
 deleted). If the process dies after the rename but before retiring, the next run finds OUT.partial, scores
@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from beholder.files import atomic_write
 from beholder.io.tables import (
     TableWriter,
     provenance_path,
@@ -115,8 +116,8 @@ class ResumableWriter:
             self._release()
             raise
         # What a killed run left half-written: a chunk (its rows were never counted) or an assembled OUT.
-        torn_chunks = self.partial.glob(".*.tmp")
-        torn_outputs = self.output.parent.glob(glob.escape(self._assembly_prefix) + "*")
+        torn_chunks = self.partial.glob(".chunk-*.tmp-*")
+        torn_outputs = self.output.parent.glob(glob.escape(f".{self.output.name}.tmp-") + "*")
         for leftover in [*torn_chunks, *torn_outputs]:
             leftover.unlink()
         chunks = self._chunks()
@@ -134,14 +135,8 @@ class ResumableWriter:
         """Make every buffered row durable as one new chunk."""
         if not self._buffer:
             return
-        name = f"chunk-{self._next_chunk:06d}.parquet"
-        tmp = self.partial / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            pq.write_table(rows_to_table(self._buffer), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.partial / name)
-        _fsync_dir(self.partial)
+        with atomic_write(self.partial / f"chunk-{self._next_chunk:06d}.parquet") as tmp:
+            pq.write_table(rows_to_table(self._buffer), tmp)
         self._next_chunk += 1
         self._buffer.clear()
         self._last_flush = time.monotonic()
@@ -157,23 +152,21 @@ class ResumableWriter:
         schema = unify([pq.read_schema(c) for c in chunks]) if chunks else pa.schema([("path", pa.string())])
         wanted = pa.array(sorted(keys), pa.string()) if keys is not None else None
         rows = failed = dropped = 0
-        tmp = self.output.with_name(f"{self._assembly_prefix}{os.getpid()}")
-        with TableWriter(tmp, schema, fmt=self.format, provenance=provenance) as out:
-            for chunk in chunks:
-                table = pq.read_table(chunk)
-                if wanted is not None:
-                    kept = table.filter(pc.is_in(table["path"], value_set=wanted))
-                    dropped += len(table) - len(kept)
-                    table = kept
-                out.write(table)
-                rows += len(table)
-                failed += len(table) - table["error"].null_count
+        with atomic_write(self.output) as tmp:
+            with TableWriter(tmp, schema, fmt=self.format, provenance=provenance) as out:
+                for chunk in chunks:
+                    table = pq.read_table(chunk)
+                    if wanted is not None:
+                        kept = table.filter(pc.is_in(table["path"], value_set=wanted))
+                        dropped += len(table) - len(kept)
+                        table = kept
+                    out.write(table)
+                    rows += len(table)
+                    failed += len(table) - table["error"].null_count
+            write_json_atomic(provenance_path(self.output), {**provenance, "rows": rows, "failed": failed})
         if dropped:
             log.warning("%s: dropped %d row(s) of an earlier run for inputs not given this time", self.output, dropped)
         totals = TableTotals(rows, failed)
-        write_json_atomic(provenance_path(self.output), {**provenance, "rows": rows, "failed": failed})
-        os.replace(tmp, self.output)
-        _fsync_dir(self.output.parent)
         self._retire()
         return totals
 
@@ -189,10 +182,6 @@ class ResumableWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def _assembly_prefix(self) -> str:
-        return f".{self.output.name}.tmp-"
 
     def _chunks(self) -> list[Path]:
         return sorted(p for p in self.partial.iterdir() if _CHUNK.fullmatch(p.name))
@@ -248,11 +237,3 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -38,14 +39,39 @@ class HeadOutputs:
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
+def level_token_ids(tokenizer: PreTrainedTokenizerBase, tokens: tuple[str, ...]) -> list[int]:
+    """The ids the level head reads, resolved as ArtiMuse's reference does: the literal vocabulary token
+    (convert_tokens_to_ids) when the vocabulary has it, else the one token the text encodes to. A text that is a
+    vocabulary token and also encodes to a different single token is ambiguous, and an error."""
+    vocab = tokenizer.get_vocab()
+    ids = []
+    for text in tokens:
+        encoded = tokenizer.encode(text, add_special_tokens=False)
+        single = encoded[0] if len(encoded) == 1 and encoded[0] != tokenizer.unk_token_id else None
+        literal = vocab.get(text)
+        if literal is not None and single is not None and single != literal:
+            raise ValueError(
+                f"level token {text!r} is vocabulary token {literal} but encodes to token {single} "
+                f"({tokenizer.convert_ids_to_tokens(single)!r}): say which is meant in heads.level.tokens"
+            )
+        if literal is None and single is None:
+            raise ValueError(
+                f"level token {text!r} is not in the vocabulary and encodes to {len(encoded)} tokens {encoded}, not "
+                "one known token"
+            )
+        ids.append(literal if literal is not None else single)
+    return ids
+
+
 class AestheticModel(nn.Module):
     def __init__(self, hf_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ModelConfig):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
         self.hf_model = hf_model
+        self.weights_files: tuple[Path, ...] = ()  # the files its weights were loaded from (set by load_model)
         self.backbone: Backbone = adapter_for(config.backbone)(hf_model, config.preprocess)
-        level_ids = self._single_token_ids(config.heads.level.tokens) if config.heads.level else None
+        level_ids = level_token_ids(tokenizer, config.heads.level.tokens) if config.heads.level else None
         self.heads = AestheticHeads(self.backbone.hidden_size, config.heads, level_ids)
         self.template = get_template(config.prompt.template)
         if tokenizer.convert_tokens_to_ids(self.template.image_token) != self.backbone.image_token_id:
@@ -59,14 +85,9 @@ class AestheticModel(nn.Module):
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def _single_token_ids(self, texts: tuple[str, ...]) -> list[int]:
-        ids = []
-        for text in texts:
-            encoded = self._encode(text)
-            if len(encoded) != 1:
-                raise ValueError(f"level token {text!r} encodes to {len(encoded)} tokens {encoded}; it must be one")
-            ids.append(encoded[0])
-        return ids
+    def suffix_ids(self, question: str, answer_prefix: str) -> tuple[int, ...]:
+        """The question turn after the image and the start of the answer, as ids."""
+        return tuple(self._encode(suffix_text(self.template, self.config.prompt, question, answer_prefix)))
 
     def prefix_ids(self, n_image_tokens: int) -> tuple[int, ...]:
         """Shared prefix: system turn, user turn start, image placeholders."""
@@ -75,18 +96,16 @@ class AestheticModel(nn.Module):
 
     @cached_property
     def _prefix_parts(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        head, tail = prefix_texts(self.template, self.config.prompt.system)
+        head, tail = prefix_texts(self.template, self.config.prompt)
         return tuple(self._encode(head)), tuple(self._encode(tail))
 
     @cached_property
     def question_ids(self) -> tuple[int, ...]:
-        prompt = self.config.prompt
-        return tuple(self._encode(suffix_text(self.template, prompt.question, prompt.answer_prefix)))
+        return self.suffix_ids(self.config.prompt.question, self.config.prompt.answer_prefix)
 
     @cached_property
     def expert_question_ids(self) -> tuple[int, ...]:
-        prompt = self.config.prompt
-        return tuple(self._encode(suffix_text(self.template, prompt.expert_question, prompt.expert_answer_prefix)))
+        return self.suffix_ids(self.config.prompt.expert_question, self.config.prompt.expert_answer_prefix)
 
     # ---- forward paths -----------------------------------------------------------------------------------------
 
@@ -116,9 +135,8 @@ class AestheticModel(nn.Module):
     @torch.inference_mode()
     def score_full(self, visuals: list[Visual]) -> HeadOutputs:
         """Image prefix encoded once; both questions continue from its KV cache; every head the model has (a
-        model without the MetaVoter, e.g. before stage 2 of training, still gets its 12 expert dimensions)."""
-        if self.heads.expert is None:
-            raise ValueError(f"model {self.config.name!r} has no expert head; use fast scoring")
+        model without the MetaVoter, e.g. before stage 2 of training, still gets its 12 expert dimensions; when
+        full scoring is asked of a Scorer is Scorer.full_scoring's call)."""
         prefix, images = self._batch_inputs(visuals)
         _, context = self.backbone.encode(self._ids(prefix, len(visuals)), images, keep_cache=True)
         overall = self.backbone.extend(self._ids(self.question_ids, len(visuals)), context)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from transformers import PreTrainedModel
 
-from beholder.images import PreprocessConfig
+from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, normalize
 
 
 @dataclass
@@ -48,7 +48,13 @@ class Context:
 class Backbone:
     """Adapter base: subclasses set how pixels are made and how the base model is called."""
 
+    modes: tuple[str, ...] = ()  # the preprocessing modes this adapter makes pixels for
+
     def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
+        if preprocess.mode not in self.modes:
+            raise ValueError(
+                f"preprocess.mode {preprocess.mode!r} does not fit a {type(self).__name__}; it takes {list(self.modes)}"
+            )
         self.model = model
         self.preprocess = preprocess
         self.image_token_id: int = model.config.image_token_id
@@ -115,7 +121,10 @@ class Backbone:
 
 
 class InternVLBackbone(Backbone):
-    """InternVL in transformers' native ('-hf') layout: dynamic 448 tiles, pixel-shuffled ViT features."""
+    """InternVL in transformers' native ('-hf') layout: square views (dynamic 448 tiles, a squash or a pad),
+    pixel-shuffled ViT features."""
+
+    modes = tuple(SQUARE_VIEWS)
 
     def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
         super().__init__(model, preprocess)
@@ -127,7 +136,8 @@ class InternVLBackbone(Backbone):
             raise ValueError(f"preprocess.image_size={preprocess.image_size} but the vision tower takes {vision.image_size}")
 
     def visual(self, image: Image.Image) -> Visual:
-        pixels = self.preprocess.pixels(image)
+        config = self.preprocess
+        pixels = normalize(SQUARE_VIEWS[config.mode](config, image), config.mean, config.std)  # (n_tiles, 3, S, S)
         n_tiles = pixels.shape[0]
         return Visual(pixels, n_tiles * self.tokens_per_tile, key=(n_tiles,))
 
@@ -137,6 +147,8 @@ class InternVLBackbone(Backbone):
 
 class QwenVLBackbone(Backbone):
     """Qwen2-VL / Qwen2.5-VL / Qwen3-VL: native-resolution patches and 3-D multimodal RoPE."""
+
+    modes = ("qwen2_vl",)
 
     def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
         super().__init__(model, preprocess)

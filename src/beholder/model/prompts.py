@@ -10,28 +10,31 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from beholder.config import PromptConfig
+
 
 @dataclass(frozen=True)
 class ChatTemplate:
-    system: str  # system turn, formatted with {system}; skipped when the system message is empty
+    system: str  # system turn, formatted with {system}
     user_start: str  # opens the user turn
     image_start: str  # text before the image placeholder tokens
     image_token: str  # one placeholder token per visual embedding
     image_end: str  # text after the placeholders
-    question: str  # formatted with {question}; follows image_end
-    assistant_start: str  # closes the user turn and opens the assistant turn
+    after_image: str  # text between image_end and the question (PromptConfig.after_image may replace it)
+    assistant_start: str  # closes the question and the user turn, opens the assistant turn
     assistant_end: str = "<|im_end|>"  # closes the assistant turn: the last token a training answer supervises
     begin: str = ""  # text before everything: the BOS token of tokenizers that add one (InternLM2's "<s>")
 
 
-# InternVL2 / InternLM2 chat (ChatML without newlines between turns), "<image>\n" before the question.
+# InternVL2 / InternLM2 chat (ChatML without newlines between turns): InternVL's chat code writes "<image>\n" before
+# the question and replaces "<image>" by "<img>" + placeholders + "</img>".
 _INTERNVL2 = ChatTemplate(
     system="<|im_start|>system\n{system}<|im_end|>",
     user_start="<|im_start|>user\n",
     image_start="<img>",
     image_token="<IMG_CONTEXT>",
     image_end="</img>",
-    question="\n{question}",
+    after_image="\n",
     assistant_start="<|im_end|><|im_start|>assistant\n",
 )
 # InternVL2.5 / InternVL3 chat (ArtiMuse, ERNIE-Image-Aes): ChatML with a newline after each <|im_end|>.
@@ -52,7 +55,7 @@ TEMPLATES: dict[str, ChatTemplate] = {
         image_start="<|vision_start|>",
         image_token="<|image_pad|>",
         image_end="<|vision_end|>",
-        question="{question}",
+        after_image="",
     ),
 }
 
@@ -64,13 +67,15 @@ def get_template(name: str) -> ChatTemplate:
         raise ValueError(f"unknown chat template {name!r}; known: {sorted(TEMPLATES)}") from None
 
 
-def prefix_texts(template: ChatTemplate, system: str) -> tuple[str, str]:
+def prefix_texts(template: ChatTemplate, prompt: PromptConfig) -> tuple[str, str]:
     """(text before the image placeholders, text after them) of the shared prefix."""
-    system_turn = template.system.format(system=system) if system else ""
+    write_system = prompt.system or prompt.system_turn == "always"
+    system_turn = template.system.format(system=prompt.system) if write_system else ""
     head = template.begin + system_turn + template.user_start + template.image_start
     return head, template.image_end
 
 
-def suffix_text(template: ChatTemplate, question: str, answer_prefix: str) -> str:
+def suffix_text(template: ChatTemplate, prompt: PromptConfig, question: str, answer_prefix: str) -> str:
     """The question turn and the start of the answer, up to the position whose logits are read."""
-    return template.question.format(question=question) + template.assistant_start + answer_prefix
+    after_image = template.after_image if prompt.after_image is None else prompt.after_image
+    return after_image + question + template.assistant_start + answer_prefix

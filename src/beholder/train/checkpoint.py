@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from beholder.files import publish
 from beholder.model.aesthetic import AestheticModel
 from beholder.train.trainable import trainable_parameters
 
@@ -70,7 +71,7 @@ def save(
     if rank == 0:
         (tmp / "state.json").write_text(json.dumps({"step": step, "done": done, "world": world}) + "\n")
         shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        publish(tmp, final)
         _prune(folder, keep)
     barrier()
 

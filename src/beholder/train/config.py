@@ -1,7 +1,8 @@
 """Typed training configuration: a YAML file and/or `--set key.sub=value` flags (see beholder.typedconfig).
 
-Defaults follow the official HumanAesExpert recipe where it is known (LoRA r=8, alpha=32, dropout 0.05,
-lr 1e-4, cosine with 5% warm-up, weight decay 0.1, effective batch 16, one epoch; MetaVoter 10 epochs, L1).
+Defaults follow the official HumanAesExpert recipe where it is known (LoRA r=8, alpha=32, dropout 0.05 on the
+language model and the `mlp1` projector, AdamW with beta2 = 0.95, lr 1e-4, cosine with 5% warm-up, weight decay
+0.1, effective batch 16, one epoch; MetaVoter 10 epochs, L1).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ class Stage1Config:
     lr: float = 1e-4  # peak learning rate of the backbone's trained parts (LoRA adapters, full parts)
     head_lr: float | None = None  # peak learning rate of the regression and Expert heads (None: lr)
     weight_decay: float = 0.1  # AdamW decoupled weight decay, on matrices only (not biases and norms)
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW moment decay rates (the official recipe's beta2 = 0.95)
     warmup: float = 0.05  # share of the steps with a linear warm-up; cosine decay to zero after it
     max_grad_norm: float = 1.0  # clip the global gradient norm to this (0: no clipping)
     language: Trainable = "lora"  # the language model
-    projector: Trainable = "frozen"  # the vision-to-language projector
+    projector: Trainable = "lora"  # the vision-to-language projector (InternVL's mlp1: the official LoRA covers it)
     vision: Trainable = "frozen"  # the vision tower
     lora: LoraSettings = field(default_factory=LoraSettings)  # adapters of every part set to "lora"
     reg_weight: float = 1.0  # lambda: weight of the regression head's MSE on overall-only rows (f = 0)

@@ -1,7 +1,7 @@
 """Training rows -> token ids, labels and the position the heads read; batches of them, right-padded.
 
 One example is [image prefix | question turn + answer prefix | rest of the answer + end of turn]. The first two
-parts are tokenised exactly as scoring tokenises them (AestheticModel.prefix_ids, prompts.suffix_text), so the
+parts are tokenised exactly as scoring tokenises them (AestheticModel.prefix_ids, suffix_ids), so the
 heads read in training the very position they read when scoring: the last token of the answer prefix (overall
 rows: "... image is", whose next token is the level word) or of the assistant turn's start (12-dim rows).
 The LM head is trained (cross-entropy) on the whole answer and the end-of-turn token; never on the prompt.
@@ -17,10 +17,9 @@ from torch.utils.data import Dataset
 
 from beholder.data.qa import overall_answer, query_question, question
 from beholder.data.rows import TrainingRow
-from beholder.images import load_image
+from beholder.preprocess import decode_image
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.backbones import Visual
-from beholder.model.prompts import suffix_text
 
 IGNORE = -100  # label of tokens without a loss (prompt, image, padding): torch's cross-entropy ignore_index
 
@@ -59,19 +58,19 @@ class ExampleBuilder:
             text, response = "", overall_answer(row.overall)
         if not text:  # official rows leave the query empty: pick a paraphrase, stable per image
             text = question(self.seed, os.path.basename(row.image), expert)
-        prompt, template = self.model.config.prompt, self.model.template
+        prompt = self.model.config.prompt
         answer_prefix = prompt.expert_answer_prefix if expert else prompt.answer_prefix
         if not response.startswith(answer_prefix):
             raise ValueError(f"{row.image}: the answer {response[:60]!r} does not start with {answer_prefix!r}")
         visual = self.model.backbone.visual(image)
         prefix = list(self.model.prefix_ids(visual.n_tokens))
-        prompt_ids = self._encode(suffix_text(template, text, answer_prefix))
+        prompt_ids = list(self.model.suffix_ids(text, answer_prefix))
         ids, labels = prefix + prompt_ids, [IGNORE] * (len(prefix) + len(prompt_ids))
         if self.answers:
-            turn = self._encode(suffix_text(template, text, ""))
+            turn = list(self.model.suffix_ids(text, ""))
             if prompt_ids[: len(turn)] != turn:
                 raise ValueError(f"the tokenizer merges the answer prefix {answer_prefix!r} into the assistant turn")
-            answer = self._encode(response[len(answer_prefix) :] + template.assistant_end)
+            answer = self._encode(response[len(answer_prefix) :] + self.model.template.assistant_end)
             labels[len(prefix) + len(turn) :] = prompt_ids[len(turn) :]
             ids, labels = ids + answer, labels + answer
         scores = row.scores if expert else (0.0,) * (len(row.scores) - 1) + (row.overall,)
@@ -84,14 +83,14 @@ class RowDataset(Dataset):
     def __init__(self, rows: list[TrainingRow], builder: ExampleBuilder):
         self.rows = rows
         self.builder = builder
-        self.target = builder.model.config.preprocess.target_size
+        self.preprocess = builder.model.config.preprocess
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> Example:
         row = self.rows[index]
-        return self.builder(row, load_image(row.image, target=self.target))
+        return self.builder(row, decode_image(row.image, self.preprocess))
 
 
 @dataclass

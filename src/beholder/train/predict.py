@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from beholder.images import load_image
+from beholder.preprocess import decode_image
 from beholder.model.aesthetic import AestheticModel
 
 _WINDOW_BATCHES = 16  # batches' worth of images decoded at a time: bounds memory, leaves room to group
@@ -26,11 +26,11 @@ def predict_heads(model: AestheticModel, images: Sequence[str], batch_size: int 
     prefix) when it has the Expert head, else the one-pass overall question. Images are decoded a window at a
     time and grouped by visual key within it, so no batch is padded, as the Scorer batches them."""
     forward = model.score_full if model.heads.expert is not None else model.score_fast
-    target = model.config.preprocess.target_size
+    preprocess = model.config.preprocess
     columns: dict[str, np.ndarray] = {}
     window = window_size(batch_size)
     for offset in range(0, len(images), window):
-        visuals = [model.backbone.visual(load_image(path, target=target)) for path in images[offset : offset + window]]
+        visuals = [model.backbone.visual(decode_image(path, preprocess)) for path in images[offset : offset + window]]
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, visual in enumerate(visuals):
             groups[visual.key].append(i)

@@ -34,7 +34,7 @@ def run_stage1(accelerator, model: AestheticModel, dataset: RowDataset, config: 
     plan.check(world, cfg.micro_batch_size)
     total = min(plan.steps, cfg.max_steps) if cfg.max_steps else plan.steps
     folder = config.run_dir / "checkpoints"
-    optimizer = torch.optim.AdamW(optimizer_groups(model, cfg))
+    optimizer = torch.optim.AdamW(optimizer_groups(model, cfg), betas=cfg.betas)
     found = checkpoint.latest(folder)
     start = found.step if found is not None else 0
     sampler = [b for step in range(start, total) for b in plan.micro_batches(step, rank, world, cfg.micro_batch_size)]

@@ -1,9 +1,11 @@
 """Released checkpoints from the hub: downloaded once by huggingface_hub, converted once into beholder's cache.
 
-The converted folder is keyed by repository and commit, <cache>/converted/<owner>--<name>--<commit>, where
-<cache> is $BEHOLDER_CACHE or ~/.cache/beholder; a new upstream commit converts again, a repeated load reuses
-it. Conversion writes a temporary folder and renames it into place, so a folder in the cache is complete even
-when a conversion was interrupted or two processes converted at once.
+The converted folder is keyed by beholder's model-folder format, repository and commit,
+<cache>/converted/format-<N>/<owner>--<name>--<commit>, where <cache> is $BEHOLDER_CACHE or ~/.cache/beholder:
+a new upstream commit converts again, and so does a beholder whose folder format changed (so a released model
+always gets the current preset's settings), while a repeated load reuses it. Conversion writes a temporary
+folder and renames it into place, so a folder in the cache is complete even when a conversion was interrupted
+or two processes converted at once.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from beholder.config import CONFIG_NAME, ModelConfig
+from beholder.config import CONFIG_NAME, FORMAT_VERSION, ModelConfig
 from beholder.convert.checkpoint import convert_checkpoint
-from beholder.model.folder import ModelNotFoundError, download_snapshot
+from beholder.hub.download import download_snapshot
+from beholder.model.folder import ModelNotFoundError
 from beholder.presets import find_release
 
 
@@ -28,7 +31,7 @@ def fetch_converted(
     `config`: downloaded and converted the first time, reused after."""
     snapshot = download_snapshot(repo_id, revision=revision)
     commit = snapshot.name  # huggingface_hub's cache keeps each revision in snapshots/<commit>
-    target = cache_dir() / f"{repo_id.replace('/', '--')}--{commit}"
+    target = cache_dir() / f"format-{FORMAT_VERSION}" / f"{repo_id.replace('/', '--')}--{commit}"
     if (target / CONFIG_NAME).is_file():
         return target
     try:
