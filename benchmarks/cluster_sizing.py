@@ -31,7 +31,8 @@ import torch
 from machine import cpu_name  # sibling module: the script's folder is on sys.path when run
 from torch.utils.flop_counter import FlopCounterMode
 
-from beholder.images import PreprocessConfig, load_image
+from beholder.images import DecodeConfig
+from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, normalize
 from beholder.scoring import Scorer
 from beholder.testing import SIZES, build_model, make_image
 
@@ -83,17 +84,21 @@ def extrapolated(shape: dict, preset: str, modes: list[tuple[int, bool]]) -> dic
 
 
 def decode_seconds(photo: tuple[int, int], tiles: int, draft: bool, n: int) -> float:
-    """CPU seconds per photo of what Scorer.prepare does (read, decode, tile or squash, normalise) with 448-pixel
-    views: 12 tiles + thumbnail (HumanAesExpert) or one squash (ArtiMuse / ERNIE-Image-Aes)."""
-    preprocess = PreprocessConfig(mode="tiles" if tiles > 1 else "squash", max_tiles=12, draft=draft)
+    """CPU seconds per photo of what Scorer.prepare does for InternVL (read, decode, tile or squash, normalise)
+    with 448-pixel views: 12 tiles + thumbnail (HumanAesExpert) or one squash (ArtiMuse / ERNIE-Image-Aes)."""
+    config = PreprocessConfig(mode="tiles" if tiles > 1 else "squash", max_tiles=12, decode=DecodeConfig(draft=draft))
+
+    def prepare(path: Path):
+        return normalize(SQUARE_VIEWS[config.mode](config, decode_image(path, config)), config.mean, config.std)
+
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp, f"{i}.jpg") for i in range(n)]
         for i, path in enumerate(paths):
             make_image(*photo, seed=i).save(path, "JPEG", quality=90)
-        preprocess.pixels(load_image(paths[0], target=preprocess.target_size))  # warm-up
+        prepare(paths[0])  # warm-up
         start = time.process_time()
         for path in paths:
-            pixels = preprocess.pixels(load_image(path, target=preprocess.target_size))
+            pixels = prepare(path)
         seconds = (time.process_time() - start) / n
     assert pixels.shape == (tiles, 3, 448, 448), pixels.shape
     return seconds

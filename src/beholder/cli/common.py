@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 from beholder.presets import PRESETS
 
 if TYPE_CHECKING:  # the model stack is imported only by commands that load a model
+    from beholder.pipeline import RunSummary
     from beholder.scoring import Scorer
+
+# Exit status of the commands that score inputs: 0 when every input has a score, else the number that failed,
+# capped so it never reads as a signal or shell error; a run that could not start or finish exits with EXIT_FATAL.
+MAX_FAILED_STATUS = 100
+EXIT_FATAL = 101
 
 MODEL_HELP = (
     "model folder, released model ("
@@ -64,18 +70,40 @@ def load_scorer(args: argparse.Namespace, name: str | None = None) -> Scorer:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
-    return beholder.load(
-        name or args.model,
-        device=args.device,
-        dtype=args.dtype,
-        max_tiles=args.max_tiles,
-        decode=decode_options(args),
-        trust_remote_code=args.trust_remote_code,
-        allow_pickle=args.allow_pickle,
-    )
+    return beholder.load(name or args.model, **load_options(args))
+
+
+def load_options(args: argparse.Namespace) -> dict[str, object]:
+    """beholder.load's keyword arguments from the options above."""
+    return {
+        "device": args.device,
+        "dtype": args.dtype,
+        "max_tiles": args.max_tiles,
+        "decode": decode_options(args),
+        "trust_remote_code": args.trust_remote_code,
+        "allow_pickle": args.allow_pickle,
+    }
 
 
 def decode_options(args: argparse.Namespace) -> dict[str, object]:
     """The decoding departures asked for on the command line, as DecodeConfig fields."""
     asked = {"draft": args.draft_decode, "exif_transpose": args.exif_transpose, "alpha": args.alpha}
     return {key: value for key, value in asked.items() if value not in (None, False)}
+
+
+def exit_status(failed: int) -> int:
+    return min(failed, MAX_FAILED_STATUS)
+
+
+def format_summary(summary: RunSummary, output: str) -> str:
+    parts = [f"scored {summary.scored} image(s) in {summary.elapsed:.1f} s ({summary.images_per_second:.1f} img/s)"]
+    if summary.resumed:
+        parts.append(f"{summary.resumed} already done by an earlier run")
+    if summary.duplicates:
+        parts.append(f"{summary.duplicates} duplicate input(s) scored once")
+    status = (
+        f"{summary.rows} rows, {summary.failed} failed (see the error column)"
+        if summary.failed
+        else f"{summary.rows} rows"
+    )
+    return "; ".join(parts) + f"\n{output}: {status}"

@@ -7,18 +7,20 @@ import sys
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
-from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
+from beholder.cli.common import (
+    EXIT_FATAL,
+    MAX_FAILED_STATUS,
+    MODEL_HELP,
+    add_model_options,
+    exit_status,
+    format_summary,
+    load_scorer,
+)
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, score_to_level
 
 if TYPE_CHECKING:
     from beholder.io import InputPlan, ResumableWriter
-    from beholder.pipeline import RunSummary
     from beholder.scoring import Scorer
-
-# Exit status: 0 when every input has a score, else the number that failed, capped so it never reads as a
-# signal or shell error; a run that could not start or finish exits with EXIT_FATAL.
-MAX_FAILED_STATUS = 100
-EXIT_FATAL = 101
 
 DESCRIPTION = """\
 Score images with an aesthetic model.
@@ -161,27 +163,9 @@ def _score(args: argparse.Namespace, plan: InputPlan, scorer: Scorer, writer: Re
     return exit_status(summary.failed)
 
 
-def exit_status(failed: int) -> int:
-    return min(failed, MAX_FAILED_STATUS)
-
-
 def _fatal(message: str) -> int:
     print(f"beholder score: error: {message}", file=sys.stderr)
     return EXIT_FATAL
-
-
-def format_summary(summary: RunSummary, output: str) -> str:
-    parts = [f"scored {summary.scored} image(s) in {summary.elapsed:.1f} s ({summary.images_per_second:.1f} img/s)"]
-    if summary.resumed:
-        parts.append(f"{summary.resumed} already done by an earlier run")
-    if summary.duplicates:
-        parts.append(f"{summary.duplicates} duplicate input(s) scored once")
-    status = (
-        f"{summary.rows} rows, {summary.failed} failed (see the error column)"
-        if summary.failed
-        else f"{summary.rows} rows"
-    )
-    return "; ".join(parts) + f"\n{output}: {status}"
 
 
 def format_rows(rows: list[dict[str, Any]], scale: tuple[float, float]) -> str:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from beholder.cli.score import EXIT_FATAL, exit_status, format_summary
+from beholder.cli.common import EXIT_FATAL, exit_status, format_summary, load_options
 
 EXIT_USAGE = 2
 EXTRA = "pip install 'beholder[ray]'"
@@ -83,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
             args.output,
             full=False if args.fast else None,
             batch_size=args.batch_size,
-            device=args.device,
-            dtype=args.dtype,
-            max_tiles=args.max_tiles,
-            trust_remote_code=args.trust_remote_code,
+            load_options=load_options(args),
             overwrite=args.overwrite,
             progress=not args.no_progress,
             options=options,

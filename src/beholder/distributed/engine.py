@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,29 +76,28 @@ def score_to_shards(
     *,
     full: bool | None = None,
     batch_size: int = 8,
-    device: str = "auto",
-    dtype: str = "auto",
-    max_tiles: int | None = None,
-    trust_remote_code: bool = False,
+    load_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     options: RayOptions = RayOptions(),
     provenance: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Score `inputs` with `model` on Ray into the folder `output` (see beholder.distributed.output), resuming
-    an interrupted run there. Connects to (or starts) Ray unless this process is connected already."""
+    an interrupted run there. Connects to (or starts) Ray unless this process is connected already.
+
+    load_options: `beholder.load`'s keyword arguments (device, dtype, max_tiles, decode, trust_remote_code, ...)
+        for every worker; device "auto" (the default) is "cuda" when the actors get GPUs, else "cpu".
+    """
     started = time.monotonic()
     own_ray = not ray.is_initialized()
     if own_ray:
         connect(options.address)
     try:
-        resources = _resources(options, device)
-        preprocessor = load_preprocessor(
-            model, device=resources.device, dtype=dtype, max_tiles=max_tiles, trust_remote_code=trust_remote_code
-        )
-        full = preprocessor.has_full if full is None else full
-        if full and not preprocessor.has_full:
-            raise ValueError(f"{model}: the model has no expert and MetaVoter heads; use fast scoring")
+        load_options = dict(load_options or {})
+        resources = _resources(options, load_options.get("device", "auto"))
+        load_options["device"] = resources.device
+        preprocessor = load_preprocessor(model, **load_options)
+        full = preprocessor.full_scoring(full)
         expected = run_settings(preprocessor, full)
         settings = {  # what a rerun must share to continue this run's shards
             **{f"scorer.{k}": v for k, v in expected["scorer"].items()},
@@ -118,9 +118,8 @@ def score_to_shards(
             pending = [s for s in plan.shards if s.index not in done]
             collector = _Collector(out, plan.carried, record, pending, progress)
             if pending:
-                stages = dict(model=_worker_model(model), max_tiles=max_tiles, trust_remote_code=trust_remote_code)
-                scoring = dict(stages, full=full, batch_size=batch_size, device=resources.device, dtype=dtype,
-                               expected_settings=expected)
+                stages = dict(load_options, model=_worker_model(model))
+                scoring = dict(stages, full=full, batch_size=batch_size, expected_settings=expected)
                 dataset = _dataset(out, pending, stages, scoring, options, resources, batch_size)
                 with collector.bar:
                     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):

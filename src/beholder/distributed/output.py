@@ -1,7 +1,7 @@
 """The output folder of a Ray run: Parquet shards that appear whole or not at all, and resume at shard granularity.
 
     OUT/part-000000.parquet      one per finished shard, in input order; written to a hidden temp name in OUT,
-                                 fsync()ed, then renamed, so a reader (or a rerun) never sees half a shard
+                                 fsync()ed, then renamed (beholder.files), so no reader or rerun sees half a shard
     OUT/_beholder/lock           flock()ed by the driver that is running: a second run on OUT is refused
     OUT/_beholder/plan.json      the settings and the shard plan, written once (atomically) before any scoring
     OUT/_beholder/plan/          what each shard holds (see beholder.distributed.plan)
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from beholder.files import atomic_write, remove
 from beholder.io.tables import TableWriter, provenance_path, read_provenance, write_json_atomic
 from beholder.io.writers import OutputConflict, TableTotals
 
@@ -65,14 +65,14 @@ class ShardedOutput:
         if self.overwrite:
             self._clear()
         for torn in self.folder.glob(".part-*.tmp-*"):  # a part a killed run was writing: never renamed into place
-            torn.unlink()
+            remove(torn)
         plan_file = self.state / "plan.json"
         if not self.overwrite and provenance_path(self.folder).exists() and not plan_file.exists():
             self._release()  # another run completed OUT while this one was starting
-            shutil.rmtree(self.state)
+            remove(self.state)
             raise OutputConflict(f"{self.folder} is complete; --overwrite scores everything again")
         if not plan_file.exists():
-            shutil.rmtree(self.plan_folder, ignore_errors=True)  # a plan that was being written when killed
+            remove(self.plan_folder)  # a plan that was being written when killed
             for leftover in self._parts():
                 leftover.unlink()
             return None
@@ -100,11 +100,9 @@ class ShardedOutput:
         return pq.read_schema(parts[0]).remove_metadata() if parts else None
 
     def write_part(self, index: int, table: pa.Table, provenance: dict[str, Any]) -> None:
-        name = f"part-{index:06d}.parquet"
-        tmp = self.folder / f".{name}.tmp-{os.getpid()}"
-        with TableWriter(tmp, table.schema, fmt="parquet", provenance=provenance) as writer:
-            writer.write(table)
-        os.replace(tmp, self.folder / name)
+        with atomic_write(self.folder / f"part-{index:06d}.parquet") as tmp:
+            with TableWriter(tmp, table.schema, fmt="parquet", provenance=provenance) as writer:
+                writer.write(table)
 
     def finish(self, provenance: dict[str, Any]) -> TableTotals:
         """Count the rows of every part, write OUT.provenance.json, and remove the run's state."""
@@ -115,9 +113,9 @@ class ShardedOutput:
             failed += len(errors) - errors.null_count
         write_json_atomic(provenance_path(self.folder), {**provenance, "rows": rows, "failed": failed})
         retired = self.folder / f".{STATE}.retired-{os.getpid()}-{time.time_ns()}"
-        os.replace(self.state, retired)
+        os.replace(self.state, retired)  # atomic: a kill while deleting never leaves half a state folder
         self._release()
-        shutil.rmtree(retired)
+        remove(retired)
         return TableTotals(rows, failed)
 
     def close(self) -> None:
@@ -142,10 +140,10 @@ class ShardedOutput:
         """--overwrite: remove every part, leftover and stored plan of an earlier run (the lock stays)."""
         for path in self.folder.iterdir():
             if PART.fullmatch(path.name) or path.name.startswith((".part-", f".{STATE}.")):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                remove(path)
         for path in self.state.iterdir():
             if path.name != "lock":
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                remove(path)
         provenance_path(self.folder).unlink(missing_ok=True)
 
     def _acquire(self) -> None:

@@ -45,26 +45,27 @@ def prepare_batch(
     batch: pa.Table,
     *,
     model: str,
-    max_tiles: int | None = None,
-    trust_remote_code: bool = False,
     path_column: str = "path",
     bytes_column: str = "bytes",
     source_column: str | None = None,
+    **load_options: Any,
 ) -> pa.Table:
     """map_batches function (CPU tasks): decode and preprocess every row as `model` does (`Scorer.prepare`).
 
+    load_options: `beholder.load`'s keyword arguments that shape preprocessing (max_tiles, decode, ...), as the
+        scoring actors get them.
     source_column: a column of files to open when it differs from the key in `path_column` (absolute paths
-    for workers whose working folder is not the driver's).
+        for workers whose working folder is not the driver's).
     """
-    scorer = cached_preprocessor(str(model), max_tiles, trust_remote_code)
+    scorer = cached_preprocessor(str(model), json.dumps(load_options, sort_keys=True))
     return _prepared(scorer, batch, path_column, bytes_column, source_column)
 
 
 class ScoreBatch:
     """map_batches callable class (actors, one model each): score prepared rows, or raw `path`/`bytes` rows.
 
-    model, device, dtype, max_tiles, trust_remote_code: as `beholder.load` takes them (device "auto" is the
-        actor's GPU when Ray gives it one).
+    model, load_options: as `beholder.load` takes them (device, dtype, max_tiles, decode, ...; device "auto",
+        the default, is the actor's GPU when Ray gives it one).
     full: MetaVoter + 12 dimensions (default when the model has those heads) or the single-pass score.
     batch_size: images per forward pass; a map_batches batch is grouped by tile count into such passes, so a
         map_batches batch a few times larger makes fuller passes.
@@ -78,13 +79,10 @@ class ScoreBatch:
         *,
         full: bool | None = None,
         batch_size: int = 8,
-        device: str = "auto",
-        dtype: str = "auto",
-        max_tiles: int | None = None,
-        trust_remote_code: bool = False,
         path_column: str = "path",
         bytes_column: str = "bytes",
         expected_settings: dict[str, Any] | None = None,
+        **load_options: Any,
     ):
         from transformers.utils import logging
 
@@ -93,10 +91,8 @@ class ScoreBatch:
 
         logging.set_verbosity_error()
         logging.disable_progress_bar()
-        self.scorer: Scorer = load(
-            model, device=device, dtype=dtype, max_tiles=max_tiles, trust_remote_code=trust_remote_code
-        )
-        self.full = self.scorer.has_full if full is None else full  # full without the heads: the probe says so
+        self.scorer: Scorer = load(model, **{"device": "auto", "dtype": "auto", **load_options})
+        self.full = self.scorer.full_scoring(full)
         if expected_settings is not None:
             _check_settings(run_settings(self.scorer, self.full), expected_settings)
         self.batch_size = batch_size
