@@ -28,7 +28,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--actors", type=int, metavar="N", help="scoring actors (default: one per GPU, or 1)")
     group.add_argument(
-        "--gpus-per-actor", type=float, metavar="F", help="GPUs per actor (default: 1 when the cluster has GPUs, else 0)"
+        "--gpus-per-actor", type=float, metavar="F",
+        help="GPUs per actor (default: 1 when the cluster has GPUs, else 0)",
     )
     group.add_argument(
         "--cpus-per-actor", type=float, default=1.0, metavar="F", help="CPUs reserved per actor (default: 1)"
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if out.complete:
         totals = out.totals()
         print(
-            f"{args.output} is complete ({totals.rows} rows, {totals.failed} failed); --overwrite scores everything again",
+            f"{args.output} is complete ({totals.rows} rows, {totals.failed} failed); "
+            "--overwrite scores everything again",
             file=sys.stderr,
         )
         return exit_status(totals.failed)

@@ -108,12 +108,7 @@ def score_to_shards(
         }
         record = _provenance(preprocessor, expected["mode"], resources, options, provenance or {})
         with ShardedOutput(output, overwrite=overwrite) as out:
-            stored = out.start(settings)
-            if stored is None:
-                plan = make_plan(inputs, out.plan_folder, options.shard_size)
-                out.save_plan(settings, plan.to_json())
-            else:
-                plan = ShardPlan.from_json(stored)
+            plan = _plan(out, settings, inputs, options.shard_size)
             done = out.done()
             pending = [s for s in plan.shards if s.index not in done]
             collector = _Collector(out, plan.carried, record, pending, progress)
@@ -137,6 +132,16 @@ def score_to_shards(
         duplicates=plan.duplicates,
         elapsed=time.monotonic() - started,
     )
+
+
+def _plan(out: ShardedOutput, settings: dict[str, Any], inputs: InputPlan, shard_size: int) -> ShardPlan:
+    """The plan an interrupted run stored in `out`, or a new one, stored before anything is scored."""
+    stored = out.start(settings)
+    if stored is not None:
+        return ShardPlan.from_json(stored)
+    plan = make_plan(inputs, out.plan_folder, shard_size)
+    out.save_plan(settings, plan.to_json())
+    return plan
 
 
 def _provenance(

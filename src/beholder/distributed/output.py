@@ -74,11 +74,10 @@ class ShardedOutput:
         if not plan_file.exists():
             remove(self.plan_folder)  # a plan that was being written when killed
             for leftover in self._parts():
-                leftover.unlink()
+                remove(leftover)
             return None
         stored = json.loads(plan_file.read_text())
-        current = json.loads(json.dumps(settings, default=str))
-        differ = sorted(k for k in stored["settings"].keys() | current.keys() if stored["settings"].get(k) != current.get(k))
+        differ = _differences(stored["settings"], json.loads(json.dumps(settings, default=str)))
         if differ:
             self._release()
             raise OutputConflict(
@@ -161,3 +160,7 @@ class ShardedOutput:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    return sorted(key for key in stored.keys() | current.keys() if stored.get(key) != current.get(key))

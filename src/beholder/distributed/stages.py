@@ -35,7 +35,9 @@ from beholder.results import ScoreResult
 from beholder.scoring import PreparedImage, Scorer
 
 # Columns of a prepared image between the stages (dropped from the output).
-PIXELS, SHAPE, TOKENS, VISUAL_KEY, GRID = (f"__beholder_{name}" for name in ("pixels", "shape", "tokens", "key", "grid"))
+PIXELS, SHAPE, TOKENS, VISUAL_KEY, GRID = (
+    f"__beholder_{name}" for name in ("pixels", "shape", "tokens", "key", "grid")
+)
 PREPARED_COLUMNS = (PIXELS, SHAPE, TOKENS, VISUAL_KEY, GRID)
 _INTS = pa.list_(pa.int64())
 _STRING_COLUMNS = ("path", "level", "error")
