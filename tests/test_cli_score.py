@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from image_files import encode, write_broken, write_photos, write_shard
+from image_files import write_mixed_inputs, write_photos
 
 from beholder.cli import main
 from beholder.io import read_scores
@@ -54,27 +54,8 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("inputs")
-    photos = write_photos(root / "photos", 9)
-    broken = write_broken(root / "photos" / "broken")
-    (root / "data" / "not-an-image.jpg").mkdir(parents=True)
-    manifest = root / "data" / "manifest.csv"
-    manifest.write_text(
-        "path,prompt,score\n"
-        "../photos/img0000.jpg,a cat,5\n"  # also in the folder: scored once
-        "extra.png,a cat,4\n"
-        "missing.jpg,a dog,3\n"
-        "not-an-image.jpg,a dog,2\n"
-    )
-    (root / "data" / "extra.png").write_bytes(encode(42, "png"))
-    shard = write_shard(root / "shard.tar", {"s1.jpg": encode(50), "s1.json": b"{}", "s2.webp": encode(51, "webp")})
-    return {
-        "root": root,
-        "photos": photos,
-        "broken": broken,
-        "manifest": manifest,
-        "shard": shard,
-        "args": [root / "photos", manifest, shard],
-    }
+    files = write_mixed_inputs(root)
+    return {**files, "args": [root / "photos", files["manifest"], files["shard"]]}
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from beholder.config import ModelConfig
 from beholder.hub import resolve_folder
 from beholder.images import ImageError, ImageSource
 from beholder.model.aesthetic import AestheticModel, HeadOutputs
@@ -237,10 +238,21 @@ def load(
     allow_pickle: load backbone weights from pickle files when the folder has no safetensors (pickles can run code).
     The changed settings are recorded in `Scorer.provenance["overrides"]`.
     """
-    folder = resolve_folder(name, revision=revision)
-    overrides: dict[str, Any] = {} if max_tiles is None else {"preprocess.max_tiles": max_tiles}
-    overrides.update({f"preprocess.decode.{key}": value for key, value in (decode or {}).items()})
-    config = override(read_config(folder), overrides)
+    folder, config, overrides = configure(name, max_tiles=max_tiles, decode=decode, revision=revision)
     model = load_model(folder, device=device, dtype=dtype, config=config, trust_remote_code=trust_remote_code,
                        allow_pickle=allow_pickle)
     return Scorer(model, source=str(name), folder=folder, overrides=overrides)
+
+
+def configure(
+    name: str | Path,
+    *,
+    max_tiles: int | None = None,
+    decode: Mapping[str, Any] | None = None,
+    revision: str | None = None,
+) -> tuple[Path, ModelConfig, dict[str, Any]]:
+    """The folder `name` resolves to, its config with `load`'s changes applied, and those changes by dotted name."""
+    folder = resolve_folder(name, revision=revision)
+    overrides: dict[str, Any] = {} if max_tiles is None else {"preprocess.max_tiles": max_tiles}
+    overrides.update({f"preprocess.decode.{key}": value for key, value in (decode or {}).items()})
+    return folder, override(read_config(folder), overrides), overrides

@@ -14,7 +14,7 @@ from beholder.cli.exits import failed_status
 from beholder.errors import UsageError
 
 if TYPE_CHECKING:
-    from beholder.io import ResumableWriter
+    from beholder.io import TableTotals
     from beholder.pipeline import RunSummary, Task
     from beholder.scoring import Scorer
 
@@ -72,7 +72,7 @@ def run_batch(
         else None
     )
     if writer is not None and writer.complete:
-        return report_complete(writer)
+        return report_complete(writer.output, writer.totals())
     scorer = load_scorer(args)
     sink = writer if writer is not None else MemorySink()
     try:
@@ -89,7 +89,7 @@ def run_batch(
                 provenance={"inputs": plan.inputs, "paths_relative_to": plan.base},
             )
     except AlreadyComplete:
-        return report_complete(writer)
+        return report_complete(writer.output, writer.totals())
     skipped = describe_skipped(plan.skipped)
     if skipped:
         print(f"note: skipped {skipped}", file=sys.stderr)
@@ -100,11 +100,10 @@ def run_batch(
     return failed_status(summary.failed)
 
 
-def report_complete(writer: ResumableWriter) -> int:
+def report_complete(output: object, totals: TableTotals) -> int:
     """A rerun on a finished OUT: say so, and exit as the run that finished it did."""
-    totals = writer.totals()
     print(
-        f"{writer.output} is complete ({totals.rows} rows, {totals.failed} failed); --overwrite does it again",
+        f"{output} is complete ({totals.rows} rows, {totals.failed} failed); --overwrite does it again",
         file=sys.stderr,
     )
     return failed_status(totals.failed)

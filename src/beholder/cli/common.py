@@ -65,17 +65,21 @@ def load_scorer(args: argparse.Namespace, name: str | None = None) -> Scorer:
 
     name = name or args.model
     try:
-        return beholder.load(
-            name,
-            device=args.device,
-            dtype=args.dtype,
-            max_tiles=args.max_tiles,
-            decode=decode_options(args),
-            trust_remote_code=args.trust_remote_code,
-            allow_pickle=args.allow_pickle,
-        )
+        return beholder.load(name, **load_options(args))
     except (OSError, ValueError, SafetensorError) as exc:  # not found, unreadable or corrupt files, bad options
         raise BeholderError(f"cannot load model {name}: {exc}") from exc
+
+
+def load_options(args: argparse.Namespace) -> dict[str, object]:
+    """beholder.load's keyword arguments from the options above (the model name aside)."""
+    return {
+        "device": args.device,
+        "dtype": args.dtype,
+        "max_tiles": args.max_tiles,
+        "decode": decode_options(args),
+        "trust_remote_code": args.trust_remote_code,
+        "allow_pickle": args.allow_pickle,
+    }
 
 
 def decode_options(args: argparse.Namespace) -> dict[str, object]:

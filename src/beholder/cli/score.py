@@ -50,16 +50,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from beholder.cli import score_ray
+
     add_batch_options(p, "score")
     p.add_argument(
         "--fast",
         action="store_true",
         help="single-pass overall score only (default: MetaVoter + 12 dimensions when the model has them)",
     )
+    score_ray.add_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        from beholder.cli import score_ray
+
+        return score_ray.run(args)
     from beholder.pipeline import scoring
 
     def task_for(scorer: Scorer) -> Task:

@@ -14,6 +14,7 @@ that occurs again in the same shard gets `#2`, `#3`, ... (`locate` finds either 
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import stat
@@ -189,6 +190,22 @@ class InputPlan:
                 "name the image column with --path-column"
             )
         return _Manifest(Path(path), table, self.path_column)
+
+    def parts(self) -> list[InputPlan]:
+        """One plan per expanded source (an image file, folder, manifest or tar shard), in input order; their
+        items, one part after the other, are this plan's items. An engine can expand parts in different places."""
+        parts = []
+        for source in self._sources:
+            part = copy.copy(self)
+            part._sources = [source]
+            parts.append(part)
+        return parts
+
+    @property
+    def shard(self) -> str | None:
+        """The path of the WebDataset shard this plan consists of, when it is one shard (see `parts`)."""
+        only = self._sources[0] if len(self._sources) == 1 else None
+        return only.path if only is not None and only.kind == "tar" else None
 
     def count(self) -> int | None:
         """Number of items (before de-duplication), or None when a tar shard would have to be read to know."""

@@ -134,11 +134,12 @@ def _cast(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
 def read_table(
     path: str | os.PathLike, *, columns: Sequence[str] | None = None, string_columns: Sequence[str] = ()
 ) -> pa.Table:
-    """Read any .jsonl/.csv/.parquet table (a manifest, say). `string_columns` stay strings even where a CSV
-    value looks like a number (a path "001" is not the number 1)."""
+    """Read any .jsonl/.csv/.parquet table (a manifest, say), or a folder of Parquet shards named *.parquet (as
+    `score --engine ray` writes). `string_columns` stay strings even where a CSV value looks like a number (a path
+    "001" is not the number 1)."""
     path = Path(path)
     fmt = table_format(path)
-    if not path.is_file():
+    if not (path.is_file() or (fmt == "parquet" and path.is_dir())):
         raise FileNotFoundError(errno.ENOENT, "no such file" if not path.exists() else "not a file", str(path))
     strings = dict.fromkeys(string_columns, pa.string())
     wanted = list(columns) if columns else None
