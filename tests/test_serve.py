@@ -331,7 +331,10 @@ def test_score_cli_with_an_unreachable_server_says_so(tmp_path, capsys):
     image = tmp_path / "a.png"
     image.write_bytes(encode(0, "png"))
     assert main(["score", str(image), "--server", "http://127.0.0.1:9"]) == 101
-    assert "cannot load model http://127.0.0.1:9" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "beholder score: error: http://127.0.0.1:9/v1/model: ConnectError" in err and "Traceback" not in err
+    assert main(["score", str(image), "--server", "http://127.0.0.1:9", "--dtype", "bfloat16"]) == 2
+    assert "--dtype: the server's settings" in capsys.readouterr().err
 
 
 def test_the_listening_socket_gives_connections_tcp_nodelay():

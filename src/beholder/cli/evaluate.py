@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
+from beholder.cli.exits import EXIT_STATUS_HELP, failed_status
+from beholder.errors import BeholderError, UsageError
 from beholder.evaluate import (
     LAYOUTS,
     Evaluation,
@@ -31,8 +33,8 @@ DESCRIPTION = """\
 Measure aesthetic scores against a benchmark's ground truth.
 
 --model scores every benchmark image (into OUTPUT/predictions-<model>.jsonl, resumable and reused when the
-same model runs again); --predictions measures a score table made by `beholder score`. Give several of
-either for one leaderboard. Reports go to OUTPUT/report.json, report.md and report.html (self-contained,
+same model runs again, but for its failed images, which are scored again; --overwrite scores them all);
+--predictions measures a score table made by `beholder score`. Give several of either for one leaderboard. Reports go to OUTPUT/report.json, report.md and report.html (self-contained,
 with plots): SRCC, KRCC, PLCC raw and after a 4-parameter logistic fit, MSE/RMSE/MAE, 5-level accuracy and
 macro P/R/F1 with bootstrap intervals, per-dimension MAE, per-category bias, and HumanAesExpert-compatible
 columns under names that say what they compute.
@@ -41,8 +43,8 @@ Scales: correlations use raw scores; errors, bias and levels use both sides mapp
 stated scales. The prediction scale is --pred-scale, else the model's native scale or the score table's
 provenance; the ground-truth scale is --gt-scale, else the layout's. Each report states which it used."""
 
-EPILOG = """\
-exit status: 0 reports written, 1 evaluation failed (message on stderr), 2 invalid arguments
+EPILOG = f"""\
+{EXIT_STATUS_HELP}
 
 examples:
   beholder evaluate --model ./humanaesexpert-1b --benchmark humanbeauty/test.jsonl -o reports/hb
@@ -93,31 +95,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scoring = parser.add_argument_group("scoring (with --model)")
     add_model_options(scoring)
     scoring.add_argument("--fast", action="store_true", help="single-pass scores even when the model has MetaVoter")
-    parser.set_defaults(func=run)
+    scoring.add_argument("--overwrite", action="store_true", help="score every image again, even when reusable")
+    parser.set_defaults(func=run, interrupt_hint="the images scored so far are saved: run it again to resume")
 
 
 def run(args: argparse.Namespace) -> int:
-    from beholder.io import OutputConflict
-    from beholder.pipeline import ModelFailure
-
     if not args.model and not args.predictions:
-        print("beholder evaluate: give --model or --predictions (or several)", file=sys.stderr)
-        return 2
+        raise UsageError("give --model or --predictions (or several)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
             evaluations = _evaluate(args)
             written = write_reports(evaluations, args.output, args.format)
-        except (ValueError, OSError, ImportError, OutputConflict, ModelFailure) as exc:
-            print(f"beholder evaluate: error: {exc}", file=sys.stderr)
-            return 1
+        except BeholderError:
+            raise
+        except ValueError as exc:  # a benchmark or table that cannot be measured: the library says why
+            raise BeholderError(str(exc)) from exc
         finally:
             for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
                 print(f"warning: {message}", file=sys.stderr)
     print(markdown_table(leaderboard_section(evaluations).table))
     for path in written.values():
         print(f"wrote {path}")
-    return 0
+    return failed_status(sum(e.report["coverage"]["n_failed"] for e in evaluations))
 
 
 def _evaluate(args: argparse.Namespace) -> list[Evaluation]:
@@ -137,6 +137,7 @@ def _evaluate(args: argparse.Namespace) -> list[Evaluation]:
             full=False if args.fast else None,
             batch_size=args.batch_size,
             progress=True,
+            overwrite=args.overwrite,
         )
         entries.append(predictions)
     return [

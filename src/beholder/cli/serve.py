@@ -7,10 +7,8 @@ import ipaddress
 import sys
 
 from beholder.cli.common import add_model_options, load_scorer
-from beholder.cli.score import EXIT_FATAL
-
-EXIT_USAGE = 2
-SERVE_PACKAGES = {"fastapi", "uvicorn", "starlette", "multipart", "python_multipart", "prometheus_client", "pydantic"}
+from beholder.cli.exits import EXIT_FATAL, EXIT_OK, EXIT_USAGE, describe
+from beholder.errors import BeholderError, UsageError, require
 
 DESCRIPTION = """\
 Serve a model over HTTP. POST images to /v1/score (multipart files, or JSON with base64 data) and get one
@@ -24,7 +22,7 @@ Ctrl+C drains: no new connections, the requests in flight are answered, then it 
 
 EPILOG = f"""\
 exit status:
-  0        stopped by SIGTERM or Ctrl+C after answering every request in flight
+  {EXIT_OK}        stopped by SIGTERM or Ctrl+C after answering every request in flight
   {EXIT_FATAL}      could not start (model not found, port taken, the serve extra not installed) or stopped
            by a second Ctrl+C before the requests in flight were answered
   {EXIT_USAGE}        invalid arguments
@@ -84,15 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from beholder.serve.app import create_app
-        from beholder.serve.security import AllowedRoot, ApiKey
-        from beholder.serve.server import listen, run as serve, url_of
-    except ImportError as exc:
-        if (exc.name or "").split(".")[0] not in SERVE_PACKAGES:
-            raise
-        return _error(EXIT_FATAL, f"needs the serve extra ({exc.name} is missing): pip install 'beholder[serve]'")
+    for module in ("fastapi", "uvicorn", "python_multipart", "prometheus_client"):
+        require(module, "serve", "beholder serve")
+    from beholder.serve.app import create_app
     from beholder.serve.config import ServeConfig
+    from beholder.serve.security import AllowedRoot, ApiKey
+    from beholder.serve.server import listen, run as serve, url_of
 
     try:
         config = ServeConfig(
@@ -104,17 +99,14 @@ def run(args: argparse.Namespace) -> int:
         )
         api_key = ApiKey.from_file(args.api_key_file) if args.api_key_file else None
         root = AllowedRoot(args.allow_root)
-    except (OSError, ValueError) as exc:
-        return _error(EXIT_USAGE, str(exc))
+    except (OSError, ValueError) as exc:  # a limit out of range; a key file or root that cannot be used
+        raise UsageError(describe(exc)) from exc
     try:
         sock = listen(config.host, config.port)
     except OSError as exc:
-        return _error(EXIT_FATAL, f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+        raise BeholderError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
     with sock:
-        try:
-            scorer = load_scorer(args)
-        except (OSError, ValueError) as exc:
-            return _error(EXIT_FATAL, f"cannot load model {args.model}: {exc}")
+        scorer = load_scorer(args)
         if not args.fast and not scorer.has_full:
             print(f"note: {args.model} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
         if api_key is None and not _is_loopback(config.host):
@@ -122,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         url = url_of(sock)
         app = create_app(scorer, config, api_key=api_key, root=root)
-        return serve(app, config, sock, on_started=lambda: print(f"serving {scorer.config.name} at {url}", flush=True))
+        if not serve(app, config, sock, on_started=lambda: print(f"serving {scorer.config.name} at {url}", flush=True)):
+            raise BeholderError("stopped by a second Ctrl-C before the requests in flight were answered")
+    return 0
 
 
 def _is_loopback(host: str) -> bool:
@@ -130,8 +124,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-def _error(status: int, message: str) -> int:
-    print(f"beholder serve: error: {message}", file=sys.stderr)
-    return status

@@ -74,7 +74,7 @@ class MetricsMiddleware:
 
 
 class ScoringMetrics:
-    """The scoring service's series: model batches, queue depth, images scored and images that failed."""
+    """The scoring service's series: model batches, queue depth, images answered and images that failed."""
 
     def __init__(self, http: HttpMetrics, queued: Callable[[], float], admitted: Callable[[], float]):
         common = dict(namespace=NAMESPACE, registry=http.registry)
@@ -85,7 +85,8 @@ class ScoringMetrics:
         self.batch_seconds = Histogram(
             "batch_duration_seconds", "time of one model call", buckets=LATENCY_BUCKETS, **common
         )
-        self.images = Counter("images_scored", "images answered with a score", ["mode"], **common)
+        self.images = Counter("images", "images the model answered, by task: full | fast | annotate", ["task"],
+                              **common)
         Gauge("queue_depth", "images waiting for the model", **common).set_function(queued)
         Gauge("images_in_progress", "images admitted and not yet answered", **common).set_function(admitted)
 

@@ -17,8 +17,6 @@ from fastapi import FastAPI
 
 from beholder.serve.config import ServeConfig
 
-EXIT_OK = 0
-EXIT_FORCED = 101  # a second Ctrl+C stopped the server before the requests in flight were answered
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -58,8 +56,8 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def run(app: FastAPI, config: ServeConfig, sock: socket.socket, on_started: Callable[[], None] = lambda: None) -> int:
-    """Serve `app` on `sock` until SIGTERM/SIGINT; 0 after a complete drain, EXIT_FORCED after a forced stop."""
+def run(app: FastAPI, config: ServeConfig, sock: socket.socket, on_started: Callable[[], None] = lambda: None) -> bool:
+    """Serve `app` on `sock` until SIGTERM/SIGINT; whether it drained (False: a second Ctrl+C cut the drain)."""
     server = _Server(
         uvicorn.Config(
             app,
@@ -81,7 +79,7 @@ def run(app: FastAPI, config: ServeConfig, sock: socket.socket, on_started: Call
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return EXIT_FORCED if server.force_exit else EXIT_OK
+    return not server.force_exit
 
 
 def _ignore(sig: int, frame: FrameType | None) -> None:

@@ -1,10 +1,10 @@
 """ScoringService: a request's images -> decoded in a thread pool -> batched across requests -> result rows.
 
 Decoding (`Scorer.prepare`) runs in `decode_workers` threads; prepared images go to the BatchEngine keyed by
-(scoring mode, `Scorer.batch_key`), so one model call only ever holds images of one shape and one mode. The
-model runs on the engine's single thread, which also runs warm-up and annotation, so the model is never used
-by two threads at once. An image that fails anywhere becomes a row with its error; only the request as a
-whole can be refused (overload) or time out.
+(task, `Scorer.batch_key`), so one model call only ever holds images of one shape and one task (full or fast
+scoring, or annotation with one token budget). The model runs on the engine's single thread, which also runs
+the warm-up, so the model is never used by two threads at once. An image that fails anywhere becomes a row
+with its error; only the request as a whole can be refused (overload) or time out.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from beholder.serve.inputs import ImageInput
 from beholder.serve.metrics import HttpMetrics, ScoringMetrics
 
 log = logging.getLogger("beholder.serve")
-T = TypeVar("T")
+T = TypeVar("T", ScoreResult, Annotation)
 
 
 class ScoringService:
@@ -94,55 +94,49 @@ class ScoringService:
 
     async def score(self, images: Sequence[ImageInput], full: bool, timeout: float) -> list[ScoreResult]:
         """One result per image, in order. Raises Overloaded (no room) or asyncio.TimeoutError."""
-        return await self._each(images, timeout, lambda image: self._score_one(image, full))
+        return await self._run(images, ("full" if full else "fast", None), ScoreResult, timeout)
 
     async def annotate(self, images: Sequence[ImageInput], max_new_tokens: int, timeout: float) -> list[Annotation]:
-        return await self._each(images, timeout, lambda image: self._annotate_one(image, max_new_tokens))
+        """The 12-line annotation of each image (greedy), in order; batched across requests like scoring."""
+        return await self._run(images, ("annotate", max_new_tokens), Annotation, timeout)
 
-    async def _each(
-        self, images: Sequence[ImageInput], timeout: float, one: Callable[[ImageInput], Awaitable[T]]
+    async def _run(
+        self, images: Sequence[ImageInput], task: tuple[str, Any], result: type[T], timeout: float
     ) -> list[T]:
-        """`one` on every image concurrently, within room reserved for them all and within `timeout` seconds
-        (on timeout, images not yet in the model are dropped from the queue)."""
+        """Every image decoded and run through the model as `task`, within room reserved for them all and within
+        `timeout` seconds (on timeout, images not yet in the model are dropped from the queue)."""
         with self.engine.admit(len(images)):
-            return await asyncio.wait_for(asyncio.gather(*map(one, images)), timeout)
+            work = (self._run_one(image, task, result) for image in images)
+            return await asyncio.wait_for(asyncio.gather(*work), timeout)
 
-    # ---- one image ---------------------------------------------------------------------------------------
-
-    async def _score_one(self, image: ImageInput, full: bool) -> ScoreResult:
+    async def _run_one(self, image: ImageInput, task: tuple[str, Any], result: type[T]) -> T:
         prepared = await asyncio.get_running_loop().run_in_executor(self._pool, self._prepare, image)
-        if isinstance(prepared, ScoreResult):
+        if isinstance(prepared, str):
             self.metrics.image_failed("decode")
-            return prepared
-        key = (full, self.scorer.batch_key(prepared))
+            return result(image.name, error=prepared)
         try:
-            result = await asyncio.wrap_future(self.engine.submit(key, prepared))
+            answer = await asyncio.wrap_future(self.engine.submit((*task, self.scorer.batch_key(prepared)), prepared))
         except Exception as exc:  # the model call failed as a whole
-            result = ScoreResult.failed(image.name, exc)
-        if result.ok:
-            self.metrics.images.labels("full" if full else "fast").inc()
+            answer = result(image.name, error=f"{type(exc).__name__}: {exc}")
+        if answer.ok:
+            self.metrics.images.labels(task[0]).inc()
         else:
             self.metrics.image_failed("model")
-        return result
+        return answer
 
-    def _prepare(self, image: ImageInput) -> PreparedImage | ScoreResult:
+    def _prepare(self, image: ImageInput) -> PreparedImage | str:
+        """The decoded image, or why it could not be decoded ("ErrorType: message")."""
         try:
             return self.scorer.prepare(image.read(), path=image.name)
         except Exception as exc:  # whatever stops one image from decoding is that image's row
-            return ScoreResult.failed(image.name, exc)
-
-    async def _annotate_one(self, image: ImageInput, max_new_tokens: int) -> Annotation:
-        def annotate() -> Annotation:  # decoding included: generation dwarfs it
-            [note] = self.scorer.annotate([image.read()], max_new_tokens=max_new_tokens)
-            return dataclasses.replace(note, path=image.name)
-
-        try:
-            return await asyncio.wrap_future(self.engine.call(annotate))
-        except Exception as exc:
-            return Annotation(image.name, error=f"{type(exc).__name__}: {exc}")
+            return f"{type(exc).__name__}: {exc}"
 
     # ---- on the model thread -----------------------------------------------------------------------------
 
-    def _run_batch(self, key: Hashable, items: list[PreparedImage]) -> list[ScoreResult]:
-        full, _ = key
-        return self.scorer.score_prepared(items, full=full)
+    def _run_batch(self, key: Hashable, items: list[PreparedImage]) -> list[ScoreResult] | list[Annotation]:
+        """One model call; key: (task, its option, batch key): ("full" | "fast", None, ...) or
+        ("annotate", max_new_tokens, ...)."""
+        task, option, _ = key  # type: ignore[misc]
+        if task == "annotate":
+            return self.scorer.annotate_prepared(items, max_new_tokens=option)
+        return self.scorer.score_prepared(items, full=task == "full")
