@@ -62,3 +62,23 @@ def write_shard(path: Path, members: dict[str, bytes]) -> Path:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+def write_mixed_inputs(root: Path) -> dict:
+    """The batch-scoring test inputs: a folder of 9 photos and every broken kind, a CSV manifest (a duplicate of a
+    photo, an extra image, a missing file, a folder posing as an image; carried `prompt` and `score` columns)
+    and a WebDataset shard with two images and a sidecar. Six inputs fail."""
+    photos = write_photos(root / "photos", 9)
+    broken = write_broken(root / "photos" / "broken")
+    (root / "data" / "not-an-image.jpg").mkdir(parents=True)
+    manifest = root / "data" / "manifest.csv"
+    manifest.write_text(
+        "path,prompt,score\n"
+        "../photos/img0000.jpg,a cat,5\n"  # also in the folder: scored once
+        "extra.png,a cat,4\n"
+        "missing.jpg,a dog,3\n"
+        "not-an-image.jpg,a dog,2\n"
+    )
+    (root / "data" / "extra.png").write_bytes(encode(42, "png"))
+    shard = write_shard(root / "shard.tar", {"s1.jpg": encode(50), "s1.json": b"{}", "s2.webp": encode(51, "webp")})
+    return {"root": root, "photos": photos, "broken": broken, "manifest": manifest, "shard": shard}

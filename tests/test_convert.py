@@ -334,7 +334,7 @@ def test_cli_convert_and_models(tmp_path, qwen2_tokenizer, capsys):
     assert main(["convert", str(src), str(tmp_path / "out"), "--preset", "qalign"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "out")
     assert beholder.load(tmp_path / "out").scale == (1.0, 5.0)
-    assert main(["convert", str(src), str(tmp_path / "out"), "--preset", "qalign"]) == 1
+    assert main(["convert", str(src), str(tmp_path / "out"), "--preset", "qalign"]) == 101
     assert "already exists" in capsys.readouterr().err
     rows = {row["name"]: row for row in beholder.list_models()}
     assert (rows["humanaesexpert-8b"]["scale"], rows["humanaesexpert-8b"]["license"]) == ("0-1", "MIT")

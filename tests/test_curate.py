@@ -173,3 +173,9 @@ def test_provenance_differences_are_noted():
         ),
     ).notes
     assert len(notes) == 3 and "different models (m1 vs m2)" in notes[0]
+
+
+def test_same_model_name_with_other_weights_is_not_called_two_models():
+    provenance = ({"model": "hae", "weights_sha256": "a" * 64}, {"model": "hae", "weights_sha256": "b" * 64})
+    [note] = compare(scored([0.1, 0.2]), scored([0.3, 0.4]), provenance=provenance).notes
+    assert note == "A and B were scored by different weights of hae (sha256 aaaaaaaaaaaa vs bbbbbbbbbbbb...)"

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import types
+import zlib
 
 import numpy as np
 import pytest
@@ -52,9 +53,12 @@ def _write_csv(path, header, rows):
 
 
 def _images(folder, names):
+    """Small images of different content (the build keeps one of images with the same content)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
-        Image.new("RGB", (16, 16), (i * 7 % 256, 90, 160)).save(folder / name)
+    for name in names:
+        Image.new("RGB", (16, 16), tuple(zlib.crc32(f"{folder.name}/{name}".encode()).to_bytes(4, "big")[:3])).save(
+            folder / name
+        )
 
 
 # ---- normalisation ----------------------------------------------------------------------------------------------
@@ -82,6 +86,52 @@ def test_sources_on_different_scales_are_normalised_each_on_its_own(tmp_path):
     scores = {lab.key: lab.overall for lab in read_labels(tmp_path / "dataset/train_labels.jsonl")}
     assert scores == pytest.approx({"a/a0.png": 0.0, "a/a1.png": 0.25, "a/a2.png": 0.75, "a/a3.png": 1.0,
                                     "b/b0.png": 0.0, "b/b1.png": 0.5, "b/b2.png": 1.0})
+
+
+def test_image_column_is_image_or_path_unless_named(tmp_path):
+    _images(tmp_path, ["x.png", "y.png"])
+    _write_csv(tmp_path / "p.csv", ["path", "score"], [["x.png", 1], ["y.png", 2]])
+    _write_csv(tmp_path / "both.csv", ["image", "path", "score"], [["x.png", "x.png", 1]])
+    [report] = build_dataset(BuildConfig(sources=(SourceConfig("p", "p.csv"),), test_fraction=0.0), tmp_path)
+    assert report.kept == 2
+    with pytest.raises(ValueError, match="needs one image column, `image` or `path`.*image_column"):
+        build_dataset(BuildConfig(sources=(SourceConfig("b", "both.csv"),)), tmp_path)
+
+
+def test_the_same_image_in_two_sources_is_kept_once_and_reported(tmp_path, capsys):
+    _images(tmp_path / "a", ["a0.png", "a1.png", "a2.png"])
+    _images(tmp_path / "b", ["b0.png", "b1.png"])
+    (tmp_path / "b" / "copy.png").write_bytes((tmp_path / "a" / "a1.png").read_bytes())  # a1 again, renamed
+    _write_csv(tmp_path / "a/l.csv", ["image", "score"], [["a0.png", 1], ["a1.png", 2], ["a2.png", 3]])
+    _write_csv(tmp_path / "b/l.csv", ["image", "score"], [["b0.png", 1], ["copy.png", 2], ["b1.png", 3]])
+    (tmp_path / "build.yaml").write_text("test_fraction: 0.5\nsources:\n  - {name: a, labels: a/l.csv}\n"
+                                         "  - {name: b, labels: b/l.csv}\n")
+    assert cli(["data", "build", str(tmp_path / "build.yaml"), "--no-progress"]) == 0
+    assert re.search(r"^b +overall +3 +2 +\d+ +\d+  duplicate=1$", capsys.readouterr().out, re.MULTILINE)
+    images = [r.image for f in ("train", "test") for r in read_training_rows(tmp_path / f"dataset/{f}.jsonl")]
+    assert len(images) == 5 and not any(i.endswith("copy.png") for i in images)
+
+
+def test_a_source_the_filters_empty_is_an_error_naming_it_and_its_counts(tmp_path, monkeypatch, capsys):
+    _images(tmp_path, ["x.png", "y.png", "z.png"])
+    _write_csv(tmp_path / "l.csv", ["image", "score"], [["x.png", 2], ["y.png", 3], ["z.png", 4]])
+    (tmp_path / "build.yaml").write_text("sources:\n  - {name: web, labels: l.csv}\n")
+    faces = {"x": 1, "y": 0, "z": 2}  # faces found per image: only x has exactly one
+    detector = types.SimpleNamespace(detect=lambda image: [FaceBox(0, 0, 1, 1)] * faces[_name_of(image, tmp_path)])
+    monkeypatch.setitem(sys.modules, "scripted_faces", types.SimpleNamespace(make=lambda: detector))
+    argv = ["data", "build", str(tmp_path / "build.yaml"), "--no-progress", "--set", "faces.detector=scripted_faces:make"]
+    assert cli([*argv, "--set", "sources.0.single_face=true"]) == 101  # --set reaches an item of the list
+    assert ("source 'web': 1 of 3 images left (dropped: no_face 1, several_faces 1); cannot min-max normalise"
+            in capsys.readouterr().err)
+    faces["x"] = 0
+    assert cli([*argv, "--set", "sources.0.single_face=true"]) == 101
+    assert "source 'web': 0 of 3 images left (dropped: no_face 2, several_faces 1)" in capsys.readouterr().err
+
+
+def _name_of(image, folder) -> str:
+    """Which of _images' pictures this is, by its colour."""
+    colours = {Image.open(p).getpixel((0, 0)): p.stem for p in folder.glob("*.png")}
+    return colours[image.getpixel((0, 0))]
 
 
 # ---- face filter ------------------------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def test_cli_convert_takes_a_local_head(clip_checkpoint, tmp_path, capsys):
     torch.save({"layers.0.weight": torch.zeros(2)}, tmp_path / "odd.pth")
     code = main(["convert", str(clip_checkpoint[0]), str(tmp_path / "n"), "--preset", "laion-aesthetic-v2",
                  "--head", str(tmp_path / "odd.pth")])
-    assert code == 1 and "not 5 Linear layers" in capsys.readouterr().err
+    assert code == 101 and "not 5 Linear layers" in capsys.readouterr().err
 
 
 def test_models_lists_every_family_with_scale_size_licence_and_hub_id(capsys):
@@ -276,3 +276,23 @@ def test_a_format_2_folder_reads_its_regression_flag_as_the_linear_head(tmp_path
     scorer = beholder.load(folder)
     assert scorer.config.heads.regression == presets.RegressionHeadConfig()
     assert scorer.score([make_image()])[0].ok
+
+
+def test_the_ray_engines_weightless_preprocessor_serves_image_towers(tmp_path):
+    """Ray's decode workers build the model without weights: an image-tower folder (no tokenizer) must do too,
+    and prepare and describe images exactly as the loaded model."""
+    from beholder.distributed.preprocessor import load_preprocessor
+
+    folder = make_tiny_model(tmp_path / "clip", backbone="clip")
+    weightless, loaded = load_preprocessor(folder), beholder.load(folder)
+    image = make_image(77, 50)
+    assert np.array_equal(weightless.prepare(image).visual.pixels, loaded.prepare(image).visual.pixels)
+    assert {k: v for k, v in weightless.provenance.items() if k != "device"} == {
+        k: v for k, v in loaded.provenance.items() if k != "device"}
+
+
+def test_annotating_with_an_image_tower_is_a_usage_error(tmp_path, capsys):
+    folder = make_tiny_model(tmp_path / "clip", backbone="clip")
+    make_image().save(tmp_path / "a.png")
+    assert main(["annotate", str(tmp_path / "a.png"), "-m", str(folder)]) == 2
+    assert "no language model to annotate with" in capsys.readouterr().err

@@ -319,7 +319,7 @@ def test_cli_errors(bench_dir: Path, tmp_path: Path, capsys) -> None:
     bench = str(bench_dir / "eria.json")
     assert main(["evaluate", "--benchmark", bench]) == 2
     assert "give --model or --predictions" in capsys.readouterr().err
-    assert main(["evaluate", "--benchmark", bench, "--predictions", str(tmp_path / "missing.jsonl")]) == 1
+    assert main(["evaluate", "--benchmark", bench, "--predictions", str(tmp_path / "missing.jsonl")]) == 101
     assert "error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", "--benchmark", bench, "--predictions", "p.jsonl", "--gt-scale", "10"])

@@ -136,5 +136,5 @@ def test_evaluate_measures_the_named_score_asked_for(unipercept_table, tmp_path,
         expected = spearmanr(table[column].to_pylist(), [0.1 * int(p[-5]) + 0.05 for p in table["path"].to_pylist()])
         assert report["overall"]["srcc"] == pytest.approx(expected.statistic)
     assert main(["evaluate", "--predictions", str(scores), "--score", "nope", "--benchmark", str(bench),
-                 "-o", str(tmp_path / "x"), "--bootstrap", "0"]) == 1
+                 "-o", str(tmp_path / "x"), "--bootstrap", "0"]) == 2
     assert "no column 'score_nope'" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from beholder.io import Item
 from beholder.model.folder import ModelNotFoundError
 from beholder.model.weights import PickleWeightsError, weights_sha256
 from beholder.pipeline import MemorySink, score_inputs
-from beholder.scoring import parse_annotation
+from beholder.results import parse_annotation
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES
 from beholder.testing import make_image, make_tiny_model, naive_full
 from safetensors.torch import load_file

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -209,6 +210,15 @@ def test_regression_only_row_exports_a_fast_model(dataset, tmp_path):
     assert not scorer.has_full and scorer.config.heads.level is None
     [result] = scorer.score([str(root / "img0.png")])
     assert result.ok and set(result.heads) == {"regression"}
+
+
+def test_batch_larger_than_the_data_trains_on_the_batch_the_data_makes(dataset, tmp_path, capsys):
+    root, start = dataset
+    train(_config(root, start, tmp_path / "big", heads=("regression",), log_every=1, stage1=Stage1Config(
+        epochs=1.5, batch_size=64, micro_batch_size=8, lr=1e-3)))  # 8 rows x 1.5 epochs: 12 rows in all
+    out = capsys.readouterr()
+    assert "8 training rows x 1.5 epochs make no batch of 64: batch_size 12, micro_batch_size 6" in out.err
+    assert re.search(r"^stage 1 step 1/1: total=\S+ .* \(\d+s, ETA 0s\)$", out.out, re.MULTILINE)
 
 
 def test_two_process_ddp_matches_one_process(dataset, tmp_path):

@@ -31,11 +31,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beholder.curate import Selection, select
+from beholder.errors import UsageError
 from beholder.files import remove
 from beholder.io import (
     InputPlan,
     OutputConflict,
     ResumableWriter,
+    key_from_text,
     read_provenance,
     read_scores,
     write_json_atomic,
@@ -68,12 +70,12 @@ class CascadeRule:
         for part in filter(None, (p.strip() for p in text.split(","))):
             match = _RULE.match(part)
             if not match:
-                raise ValueError(f"cascade rule {part!r}: write top=N, top=P% or min=X")
+                raise UsageError(f"cascade rule {part!r}: write top=N, top=P% or min=X")
             kind, number, percent = match.groups()
             try:
                 value = float(number)
             except ValueError:
-                raise ValueError(f"cascade rule {part!r}: {number!r} is not a number") from None
+                raise UsageError(f"cascade rule {part!r}: {number!r} is not a number") from None
             if kind == "min":
                 fields["min_score"] = value
             elif percent:
@@ -81,9 +83,9 @@ class CascadeRule:
             elif value.is_integer() and value >= 1:
                 fields["top_k"] = int(value)
             else:
-                raise ValueError(f"cascade rule {part!r}: top=N takes a whole number of images, or P%")
+                raise UsageError(f"cascade rule {part!r}: top=N takes a whole number of images, or P%")
         if not fields:
-            raise ValueError("empty cascade rule: write top=N, top=P% or min=X")
+            raise UsageError("empty cascade rule: write top=N, top=P% or min=X")
         return cls(**fields)
 
     def __str__(self) -> str:
@@ -103,7 +105,7 @@ def parse_cascade(spec: str) -> tuple[str, CascadeRule]:
     """"CHEAP:RULE" -> (cheap model, rule); the model may itself contain ':' (the rule follows the last one)."""
     model, sep, rule = spec.rpartition(":")
     if not sep or not model:
-        raise ValueError(f"--cascade {spec!r}: write CHEAP:RULE, e.g. laion-aesthetic-v2:top=20%")
+        raise UsageError(f"--cascade {spec!r}: write CHEAP:RULE, e.g. laion-aesthetic-v2:top=20%")
     return model, CascadeRule.parse(rule)
 
 
@@ -135,7 +137,8 @@ class LocalStages:
         with writer:
             return score_inputs(
                 scorer, items, writer, full=False if stage == 1 else self.full,
-                total=plan.count() if keys is None else len(keys), provenance={"inputs": plan.inputs, "stage": stage},
+                total=plan.count() if keys is None else len(keys),
+                provenance={"inputs": plan.inputs, "paths_relative_to": plan.base, "stage": stage},
                 **self.score_options,
             )
 
@@ -198,11 +201,11 @@ def run_cascade(
     stage1 = runner(1, cheap, plan, None, paths.stage1)
     first = read_scores(paths.stage1)
     if group_by is not None and group_by not in first.column_names:
-        raise ValueError(f"no column {group_by!r} to group by (columns of the inputs: {', '.join(first.column_names)})")
+        raise UsageError(f"no column {group_by!r} to group by (columns of the inputs: {', '.join(first.column_names)})")
     kept = rule.apply(first, group_by).table
     write_table(paths.survivors, kept.select(["path", "score", *([group_by] if group_by else [])]))
-    keys = set(kept["path"].to_pylist())
-    if paths.stage2.exists() and set(read_scores(paths.stage2, columns=["path"])["path"].to_pylist()) != keys:
+    keys = _keys(kept)
+    if paths.stage2.exists() and _keys(read_scores(paths.stage2, columns=["path"])) != keys:
         remove(paths.stage2)  # made for other survivors (the inputs changed since): score them again
     if keys:
         stage2 = runner(2, expensive, plan, keys, paths.stage2)
@@ -247,6 +250,11 @@ def merge_stages(first: pa.Table, second: pa.Table) -> pa.Table:
         **{n: first[n] for n in carried},
     }
     return pa.table(columns)
+
+
+def _keys(table: pa.Table) -> set[str]:
+    """The input keys a table's `path` column names (tables write keys in their text form)."""
+    return {key_from_text(text) for text in table["path"].to_pylist()}
 
 
 def _check_record(paths: CascadePaths, settings: dict[str, Any]) -> None:

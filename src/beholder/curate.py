@@ -1,4 +1,5 @@
 """Curation over score tables: select the images to keep, copy or link them out, and compare two sets.
+(scipy, for the comparison's tests, is imported when they run: `select` starts without it.)
 
 Rows with an `error` (or no score) are never selected or compared; they are counted so a summary can say
 how many were left out. Selection is deterministic: ties in score are broken by path.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,9 +20,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats
 
-from beholder.io.readers import read_tar_member, split_tar_key
+from beholder.errors import UsageError
+from beholder.io import Located, key_from_text, key_to_text, locate, read_tar_members
 from beholder.results import DIM_PREFIX, SCORE_PREFIX
 from beholder.standard import DIMENSIONS
 
@@ -30,7 +33,7 @@ def scored_rows(table: pa.Table, column: str = "score") -> tuple[pa.Table, int]:
     """(rows with a finite value in `column` and no error, number of rows left out)."""
     if column not in table.column_names:
         numeric = [n for n in table.column_names if pa.types.is_floating(table.schema.field(n).type)]
-        raise ValueError(f"no column {column!r} in the score table (numeric columns: {', '.join(numeric)})")
+        raise UsageError(f"no column {column!r} in the score table (numeric columns: {', '.join(numeric)})")
     values = table[column]
     ok = pc.and_(pc.is_valid(values), pc.invert(pc.is_nan(values)))
     if "error" in table.column_names:
@@ -62,13 +65,13 @@ def select(
     top_fraction keeps ceil(fraction x group size) rows, so every non-empty group keeps at least one.
     """
     if top_k is not None and top_fraction is not None:
-        raise ValueError("give top_k or top_fraction, not both")
+        raise UsageError("give top_k or top_fraction, not both")
     if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+        raise UsageError(f"top_k must be at least 1, got {top_k}")
     if top_fraction is not None and not 0 < top_fraction <= 1:
-        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+        raise UsageError(f"top_fraction must be in (0, 1], got {top_fraction}")
     if group_by is not None and group_by not in table.column_names:
-        raise ValueError(f"no column {group_by!r} to group by (columns: {', '.join(table.column_names)})")
+        raise UsageError(f"no column {group_by!r} to group by (columns: {', '.join(table.column_names)})")
     scored, excluded = scored_rows(table, by)
     considered = len(scored)
     if min_score is not None:
@@ -105,50 +108,86 @@ def _rank_within_groups(table: pa.Table, by: str, group_by: str | None) -> tuple
     return order, starts[group_of], sizes[group_of]
 
 
-def materialise(table: pa.Table, dest: str | os.PathLike, *, mode: str = "copy") -> list[Path]:
-    """Put the images of `table` (its `path` column) in folder `dest` by copy, symlink or hardlink.
+def materialise(
+    table: pa.Table,
+    dest: str | os.PathLike,
+    *,
+    mode: str = "copy",
+    base: str | os.PathLike = ".",
+    group_by: str | None = None,
+) -> list[Path]:
+    """Put the images of `table` (its `path` column, keys as `beholder score` writes them) in folder `dest` by
+    copy, symlink or hardlink; with `group_by`, each group's images in a subfolder named by its value (rows
+    without one in `_none`).
 
-    Files keep their names; a name already taken by an earlier row gets -1, -2, ... before its extension.
-    Tar members (`shard.tar/member` paths) are extracted, whatever the mode, since they cannot be linked.
-    Refuses, before touching anything, when a source is missing or a target name already exists in `dest`.
+    Relative paths are taken relative to `base` (the folder they were relative to when scored). Files keep
+    their names; a name already taken in its folder gets -1, -2, ... before its extension. Tar members are
+    extracted, whatever the mode, since they cannot be linked. Refuses, before touching anything, when a source
+    is missing or a target name already exists in `dest`.
     """
     if mode not in LINK_MODES:
-        raise ValueError(f"mode must be one of {LINK_MODES}, got {mode!r}")
-    dest = Path(dest)
-    sources = table["path"].to_pylist()
-    missing = [s for s in sources if not os.path.exists(split_tar_key(s)[0] if split_tar_key(s) else s)]
+        raise UsageError(f"mode must be one of {LINK_MODES}, got {mode!r}")
+    keys = [key_from_text(k) for k in table["path"].to_pylist()]
+    located = [locate(key, base) for key in keys]
+    missing = [key for key, where in zip(keys, located) if not os.path.isfile(where.path)]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} selected image(s) not found, e.g. {missing[0]}")
-    targets = [dest / name for name in _unique_names(sources)]
+        raise FileNotFoundError(
+            f"{len(missing)} selected image(s) not found, e.g. {key_to_text(missing[0])} "
+            f"(relative paths are taken from {base})"
+        )
+    dest = Path(dest)
+    groups = table[group_by].to_pylist() if group_by else [None] * len(keys)
+    folders = [dest / _folder_name(g) if group_by else dest for g in groups]
+    names = [_file_name(where) for where in located]
+    targets = [folder / name for folder, name in zip(folders, _unique_names(folders, names), strict=True)]
     taken = [t for t in targets if os.path.lexists(t)]
     if taken:
-        raise FileExistsError(f"{len(taken)} file(s) already in {dest}, e.g. {taken[0].name}: use an empty folder")
-    dest.mkdir(parents=True, exist_ok=True)
-    for source, target in zip(sources, targets, strict=True):
-        if split_tar_key(source):
-            target.write_bytes(read_tar_member(source))
+        raise FileExistsError(f"{len(taken)} file(s) already in {dest}, e.g. {taken[0]}: use an empty folder")
+    members: dict[str, dict[str, Path]] = defaultdict(dict)  # shard -> member key -> target
+    for folder in dict.fromkeys(folders):
+        folder.mkdir(parents=True, exist_ok=True)
+    for where, target in zip(located, targets, strict=True):
+        if where.member is not None:
+            members[where.path][where.member] = target
         elif mode == "copy":
-            shutil.copy2(source, target)
+            shutil.copy2(where.path, target)
         elif mode == "symlink":
-            target.symlink_to(os.path.abspath(source))
+            target.symlink_to(os.path.abspath(where.path))
         else:
-            os.link(source, target)
+            os.link(where.path, target)
+    for shard, wanted in members.items():
+        for member, _, data in read_tar_members(shard, wanted):
+            wanted[member].write_bytes(data)
     return targets
 
 
-def _unique_names(sources: Sequence[str]) -> list[str]:
-    used: set[str] = set()
-    names = []
-    for source in sources:
-        name = os.path.basename(split_tar_key(source)[1] if split_tar_key(source) else source)
+def _file_name(where: Located) -> str:
+    """The image's own file name; a tar member's `#2` (a name repeated in its shard) is not part of it."""
+    if where.member is None:
+        return os.path.basename(where.path)
+    return os.path.basename(re.sub(r"#\d+$", "", where.member))
+
+
+def _folder_name(group: Any) -> str:
+    """A group's value as one folder name."""
+    if group is None:
+        return "_none"
+    name = re.sub(r"[/\\\0]", "_", str(group))
+    return name if name not in ("", ".", "..") else f"_{name}"
+
+
+def _unique_names(folders: Sequence[Path], names: Sequence[str]) -> list[str]:
+    used: set[tuple[Path, str]] = set()
+    unique = []
+    for folder, name in zip(folders, names, strict=True):
         stem, suffix = os.path.splitext(name)
         candidate, n = name, 0
-        while candidate in used:
+        while (folder, candidate) in used:
             n += 1
             candidate = f"{stem}-{n}{suffix}"
-        used.add(candidate)
-        names.append(candidate)
-    return names
+        used.add((folder, candidate))
+        unique.append(candidate)
+    return unique
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,7 +267,7 @@ def compare(
     if paired is None:
         paired = _same_unique_keys(a, b, key)
     elif paired and not (_unique(a, key) and _unique(b, key)):
-        raise ValueError(f"cannot pair on {key!r}: its values are not unique in both tables")
+        raise UsageError(f"cannot pair on {key!r}: its values are not unique in both tables")
     if paired:
         a_ok, b_ok = _align(a_ok, b_ok, key)
     named = [c for c in a.column_names if c.startswith(SCORE_PREFIX) and c in b.column_names]
@@ -288,6 +327,7 @@ def _set_stats(x: np.ndarray, confidence: float) -> SetStats:
 
 
 def _mean_ci(x: np.ndarray, confidence: float) -> tuple[float, tuple[float, float]]:
+    from scipy import stats
     if len(x) == 0:
         return math.nan, (math.nan, math.nan)
     mean = float(np.mean(x))
@@ -298,6 +338,7 @@ def _mean_ci(x: np.ndarray, confidence: float) -> tuple[float, tuple[float, floa
 
 
 def _welch_ci(x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, float]:
+    from scipy import stats
     if len(x) < 2 or len(y) < 2:
         return math.nan, math.nan
     va, vb = np.var(x, ddof=1) / len(x), np.var(y, ddof=1) / len(y)
@@ -312,6 +353,7 @@ def _welch_ci(x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, f
 
 def _wilcoxon(d: np.ndarray) -> tuple[float, float, int]:
     """(statistic, p, direction): direction +1 when positive differences dominate the signed ranks."""
+    from scipy import stats
     d = d[d != 0]
     if len(d) == 0:
         return math.nan, 1.0, 0  # identical scores: no difference to test
@@ -323,6 +365,7 @@ def _wilcoxon(d: np.ndarray) -> tuple[float, float, int]:
 
 def _mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
     """(U of A, p, direction): direction +1 when A tends to score higher than B."""
+    from scipy import stats
     if len(x) == 0 or len(y) == 0:
         return math.nan, math.nan, 0
     result = stats.mannwhitneyu(x, y, alternative="two-sided")
@@ -348,7 +391,11 @@ def _provenance_notes(a: dict[str, Any] | None, b: dict[str, Any] | None) -> lis
         return []
     notes = []
     if a.get("weights_sha256") != b.get("weights_sha256"):
-        notes.append(f"A and B were scored by different models ({a.get('model')} vs {b.get('model')})")
+        if a.get("model") == b.get("model"):
+            weights = " vs ".join(str(p.get("weights_sha256"))[:12] for p in (a, b))
+            notes.append(f"A and B were scored by different weights of {a.get('model')} (sha256 {weights}...)")
+        else:
+            notes.append(f"A and B were scored by different models ({a.get('model')} vs {b.get('model')})")
     if a.get("scale") != b.get("scale"):
         notes.append(f"A and B scores are on different scales ({a.get('scale')} vs {b.get('scale')})")
     if a.get("mode") != b.get("mode"):

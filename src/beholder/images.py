@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import BinaryIO, Literal, Union
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image]
 
@@ -65,10 +66,7 @@ def load_image(
     """
     if isinstance(source, Image.Image):
         return _to_rgb(source, config, rgb)
-    try:
-        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb")
-    except OSError as exc:
-        raise ImageError(f"cannot open {source}: {exc.strerror or exc}") from exc
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else _open_regular(source)
     with fp:
         if not fp.read(1):
             raise ImageError(f"empty input (0 bytes): {source if not isinstance(source, bytes) else 'bytes'}")
@@ -85,9 +83,23 @@ def load_image(
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(f"image too large: {exc}") from exc
+        except UnidentifiedImageError:  # its message shows the file object, not the file
+            raise ImageError("cannot decode image: no image format recognised (not an image, or corrupt)") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL's ways of saying corrupt or not an image
             raise ImageError(f"cannot decode image: {exc}") from exc
     return _to_rgb(image, config, rgb)
+
+
+def _open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a regular file for reading; anything else (a FIFO, a device, a folder) is refused without blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ImageError(f"cannot open {os.fsdecode(path)!r}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageError(f"not a regular file: {os.fsdecode(path)!r}")
+    return os.fdopen(fd, "rb")
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:

@@ -1,16 +1,19 @@
-"""What scoring returns: one ScoreResult per input, and its flat row form shared by every output format."""
+"""What scoring returns: one ScoreResult per input, and its flat row form shared by every output format; and
+what annotation returns: one Annotation per input, with its own flat row."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from beholder.standard import DIMENSIONS
+from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS
 
 DIM_PREFIX = "dim_"
 HEAD_PREFIX = "head_"
 SCORE_PREFIX = "score_"  # named scores of a model that gives several (UniPercept: score_iaa, score_iqa, score_ista)
 STAGE1_SCORE = "stage1_score"  # a cascade's cheap-model score (beholder.cascade)
+LEVEL_PREFIX = "level_"  # annotation rows: the level each dimension's line of the text gives
 # Columns every score table has, in this order; score_<name>, dim_<key> and head_<name> columns follow when
 # present, then any columns carried through from the input manifest.
 BASE_COLUMNS: tuple[str, ...] = ("path", "score", "level", "error")
@@ -61,3 +64,39 @@ class ScoreResult:
     @classmethod
     def failed(cls, path: str | None, exc: BaseException) -> ScoreResult:
         return cls(path, error=f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Annotation:
+    path: str | None
+    text: str | None = None  # the generated 12-line answer
+    levels: dict[str, str] = field(default_factory=dict)  # dimension key -> level parsed from the text
+    error: str | None = None  # "ErrorType: message" when the input could not be annotated
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_row(self) -> dict[str, Any]:
+        """Flat row: path, error, text, level_<key> (official order) for the lines the text has."""
+        row: dict[str, Any] = {"path": self.path, "error": self.error, "text": self.text}
+        row.update({LEVEL_PREFIX + key: self.levels[key] for key in DIMENSIONS if key in self.levels})
+        return row
+
+    @classmethod
+    def failed(cls, path: str | None, exc: BaseException) -> Annotation:
+        return cls(path, error=f"{type(exc).__name__}: {exc}")
+
+
+_LINE = re.compile(r"^\s*\d+\s*\.\s*(?P<name>[^:]+?)\s*:\s*(?P<level>\w+)", re.MULTILINE)
+_KEY_BY_NAME = {name.lower(): key for key, name in DISPLAY_NAMES.items()}
+
+
+def parse_annotation(text: str) -> dict[str, str]:
+    """'{i}. {Name} : {level}' lines -> {dimension key: level}; lines that are not of that form are skipped."""
+    levels = {}
+    for match in _LINE.finditer(text):
+        key, level = _KEY_BY_NAME.get(match["name"].lower()), match["level"].lower()
+        if key and level in LEVELS:
+            levels[key] = level
+    return levels

@@ -7,9 +7,8 @@ pipeline can decode in worker threads while the model runs; `score` chains them 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from beholder.config import ModelConfig
 from beholder.hub import resolve_folder
 from beholder.images import ImageError, ImageSource
 from beholder.model.backbones import Visual
@@ -24,8 +24,8 @@ from beholder.model.folder import ScoringModel, load_model, read_config
 from beholder.model.heads import HeadOutputs
 from beholder.model.weights import weights_sha256
 from beholder.preprocess import decode_image
-from beholder.results import ScoreResult
-from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS, score_to_level
+from beholder.results import Annotation, ScoreResult, parse_annotation
+from beholder.standard import DIMENSIONS, score_to_level
 from beholder.typedconfig import override
 
 
@@ -33,14 +33,6 @@ from beholder.typedconfig import override
 class PreparedImage:
     path: str | None  # identifier carried into the result
     visual: Visual
-
-
-@dataclass
-class Annotation:
-    path: str | None
-    text: str | None = None  # the generated 12-line answer
-    levels: dict[str, str] = dataclasses.field(default_factory=dict)  # dimension key -> level parsed from text
-    error: str | None = None
 
 
 def _path_of(source: ImageSource, path: str | None) -> str | None:
@@ -153,26 +145,33 @@ class Scorer:
         A batch that fails (e.g. out of memory) is retried one image at a time, so one bad item costs one row.
         """
         full = self.full_scoring(full)
+        forward = self.model.score_full if full else self.model.score_fast
+        return self._batched(
+            items, batch_size, lambda chunk: self._results(chunk, forward([it.visual for it in chunk])), ScoreResult
+        )
+
+    def _batched(self, items: Sequence[PreparedImage], batch_size: int | None, run: Callable, result: type) -> list:
+        """`run` over batches of one batch key (so no batch needs padding), results in input order; a batch that
+        fails is retried one item at a time, and an item that still fails becomes `result.failed(path, exc)`."""
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, item in enumerate(items):
             groups[self.batch_key(item)].append(i)
-        results: list[ScoreResult | None] = [None] * len(items)
+        results: list = [None] * len(items)
         step = batch_size or len(items) or 1
         for indices in groups.values():
             for start in range(0, len(indices), step):
                 chunk = indices[start : start + step]
-                for i, result in zip(chunk, self._run([items[i] for i in chunk], full)):
-                    results[i] = result
-        return results  # type: ignore[return-value]
+                for i, out in zip(chunk, self._guarded([items[i] for i in chunk], run, result)):
+                    results[i] = out
+        return results
 
-    def _run(self, items: list[PreparedImage], full: bool) -> list[ScoreResult]:
-        forward = self.model.score_full if full else self.model.score_fast
+    def _guarded(self, items: list[PreparedImage], run: Callable, result: type) -> list:
         try:
-            return self._results(items, forward([it.visual for it in items]))
+            return run(items)
         except (RuntimeError, ValueError) as exc:
             if len(items) == 1:
-                return [ScoreResult.failed(items[0].path, exc)]
-            return [r for item in items for r in self._run([item], full)]
+                return [result.failed(items[0].path, exc)]
+            return [out for item in items for out in self._guarded([item], run, result)]
 
     def _results(self, items: list[PreparedImage], out: HeadOutputs) -> list[ScoreResult]:
         lo, hi = self.scale
@@ -197,30 +196,28 @@ class Scorer:
 
     # ---- annotation --------------------------------------------------------------------------------------------
 
-    def annotate(self, inputs: Iterable[ImageSource], *, max_new_tokens: int = 160, **generate_kwargs) -> list[Annotation]:
-        """The 12-line expert annotation from the LM head; greedy (deterministic) unless sampling is asked for."""
-        annotations = []
-        for item in self._prepare_all(inputs):
-            if isinstance(item, ScoreResult):
-                annotations.append(Annotation(item.path, error=item.error))
-                continue
-            [text] = self.model.annotate([item.visual], max_new_tokens=max_new_tokens, **generate_kwargs)
-            annotations.append(Annotation(item.path, text, parse_annotation(text)))
-        return annotations
+    def annotate(
+        self, inputs: Iterable[ImageSource], *, batch_size: int = 8, max_new_tokens: int = 160, **generate_kwargs
+    ) -> list[Annotation]:
+        """The 12-line expert annotation from the LM head, batched; greedy (deterministic) unless sampling is
+        asked for (`do_sample=True`); bad inputs come back with `error` set, order kept."""
+        prepared = self._prepare_all(inputs)
+        ok = [p for p in prepared if isinstance(p, PreparedImage)]
+        notes = iter(self.annotate_prepared(ok, batch_size=batch_size, max_new_tokens=max_new_tokens, **generate_kwargs))
+        return [next(notes) if isinstance(p, PreparedImage) else Annotation(p.path, error=p.error) for p in prepared]
 
+    def annotate_prepared(
+        self, items: Sequence[PreparedImage], *, batch_size: int | None = None, max_new_tokens: int = 160,
+        **generate_kwargs,
+    ) -> list[Annotation]:
+        """Batched generation over prepared images (batches of one batch key: no padding); input order."""
 
-_LINE = re.compile(r"^\s*\d+\s*\.\s*(?P<name>[^:]+?)\s*:\s*(?P<level>\w+)", re.MULTILINE)
-_KEY_BY_NAME = {name.lower(): key for key, name in DISPLAY_NAMES.items()}
+        def generate(chunk: list[PreparedImage]) -> list[Annotation]:
+            visuals = [it.visual for it in chunk]
+            texts = self.model.annotate(visuals, max_new_tokens=max_new_tokens, **generate_kwargs)
+            return [Annotation(it.path, text, parse_annotation(text)) for it, text in zip(chunk, texts)]
 
-
-def parse_annotation(text: str) -> dict[str, str]:
-    """'{i}. {Name} : {level}' lines -> {dimension key: level}; lines that are not of that form are skipped."""
-    levels = {}
-    for match in _LINE.finditer(text):
-        key, level = _KEY_BY_NAME.get(match["name"].lower()), match["level"].lower()
-        if key and level in LEVELS:
-            levels[key] = level
-    return levels
+        return self._batched(items, batch_size, generate, Annotation)
 
 
 def load(
@@ -243,10 +240,21 @@ def load(
     allow_pickle: load backbone weights from pickle files when the folder has no safetensors (pickles can run code).
     The changed settings are recorded in `Scorer.provenance["overrides"]`.
     """
-    folder = resolve_folder(name, revision=revision)
-    overrides: dict[str, Any] = {} if max_tiles is None else {"preprocess.max_tiles": max_tiles}
-    overrides.update({f"preprocess.decode.{key}": value for key, value in (decode or {}).items()})
-    config = override(read_config(folder), overrides)
+    folder, config, overrides = configure(name, max_tiles=max_tiles, decode=decode, revision=revision)
     model = load_model(folder, device=device, dtype=dtype, config=config, trust_remote_code=trust_remote_code,
                        allow_pickle=allow_pickle)
     return Scorer(model, source=str(name), folder=folder, overrides=overrides)
+
+
+def configure(
+    name: str | Path,
+    *,
+    max_tiles: int | None = None,
+    decode: Mapping[str, Any] | None = None,
+    revision: str | None = None,
+) -> tuple[Path, ModelConfig, dict[str, Any]]:
+    """The folder `name` resolves to, its config with `load`'s changes applied, and those changes by dotted name."""
+    folder = resolve_folder(name, revision=revision)
+    overrides: dict[str, Any] = {} if max_tiles is None else {"preprocess.max_tiles": max_tiles}
+    overrides.update({f"preprocess.decode.{key}": value for key, value in (decode or {}).items()})
+    return folder, override(read_config(folder), overrides), overrides

@@ -100,6 +100,16 @@ SIZES: dict[str, dict] = {
                   num_key_value_heads=2),
         vocab_size=151674,
     ),
+    # InternVL2-8B / HumanAesExpert-8B's geometry: InternViT-300M + InternLM2.5-7B's dimensions, on a Qwen2-type
+    # decoder (InternLM2 differs by having no qkv biases: the same matmuls). 8B parameters, 32 GB in float32:
+    # build it on the meta device (`with torch.device("meta"): build_model(...)`) to count its FLOPs.
+    "internvl2-8b": dict(
+        vision=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                    image_size=448),
+        text=dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                  num_key_value_heads=8),
+        vocab_size=92553,
+    ),
 }
 
 
@@ -218,11 +228,11 @@ def build_model(
     seed: int = 0,
     *,
     preset_name: str | None = None,
-    size: str = "tiny",
+    size: str | dict = "tiny",
     max_tiles: int | None = None,
 ) -> ScoringModel:
     """A random-weight model in memory (float32, eval mode): an AestheticModel for the chat backbones (preset
-    humanaesexpert unless named; `size` a key of SIZES), an EmbeddingModel for clip and siglip (their LAION / v2.5
+    humanaesexpert unless named; `size` a key of SIZES or a shape of that form), an EmbeddingModel for clip and siglip (their LAION / v2.5
     preset unless named; `size` "tiny" or "released")."""
     from transformers import AutoModelForImageTextToText
 
@@ -234,7 +244,7 @@ def build_model(
             f"tiny models exist for backbones {sorted([*_BACKBONES, *EMBEDDING_DEFAULT_PRESETS])}, not {backbone!r}"
         )
     make_config, template, preprocess = _BACKBONES[backbone]
-    shape = SIZES[size]
+    shape = SIZES[size] if isinstance(size, str) else size  # a SIZES name, or a shape of the same form
     base = preset(preset_name)
     if base.preprocess.mode in ("squash", "pad") and backbone == "internvl":
         preprocess = base.preprocess
@@ -244,7 +254,7 @@ def build_model(
     system = base.prompt.system if template == "internvl2" or not base.prompt.system else "You are a helpful assistant."
     config = dataclasses.replace(
         base,
-        name=f"random-{size}-{preset_name}-{backbone}",
+        name=f"random-{size if isinstance(size, str) else 'custom'}-{preset_name}-{backbone}",
         backbone=backbone,
         preprocess=preprocess,
         # the preset's layout after the image is InternVL's; Qwen templates keep their own

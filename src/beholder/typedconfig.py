@@ -3,23 +3,41 @@
 YAML is loose where a config must not be: it reads `1e-4` as a string and `on` as a boolean. Every value is
 therefore coerced to its field's declared type (int, float, bool, str, Literal choices, tuples, optional and
 nested dataclasses), and an unknown key, a wrong type or a bad choice is an error naming the dotted field, so
-a typo in a training config fails before any work starts, never silently trains with a default.
+a typo in a training config fails before any work starts, never silently trains with a default. NaN is no
+value of any field, and a dataclass states its ranges in `__post_init__` with `positive` / `non_negative`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from beholder.errors import UsageError, require
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config file or override that does not fit the config's dataclass."""
+
+
+def positive(config: Any, *names: str) -> None:
+    """Refuse unless every named field of `config` is > 0 (for use in `__post_init__`)."""
+    for name in names:
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{name}: must be greater than 0, got {getattr(config, name)!r}")
+
+
+def non_negative(config: Any, *names: str) -> None:
+    """Refuse unless every named field of `config` is >= 0 (for use in `__post_init__`)."""
+    for name in names:
+        if not getattr(config, name) >= 0:
+            raise ConfigError(f"{name}: must be 0 or more, got {getattr(config, name)!r}")
 
 
 def from_dict(kind: type[T], data: Mapping[str, Any], where: str = "") -> T:
@@ -42,12 +60,22 @@ def override(config: T, changes: Mapping[str, Any]) -> T:
 
 
 def load(kind: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """A config from an optional YAML file, then `dotted.key=value` overrides (values are parsed as YAML)."""
-    import yaml
+    """A config from an optional YAML file, then `dotted.key=value` overrides (values are parsed as YAML).
+
+    A list item is addressed by its index: `sources.0.single_face=true`."""
+    yaml = require("yaml", "train", "reading YAML configs")
+
+    def parse(text: str, where: str) -> Any:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from None
 
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: no such config file")
+        loaded = parse(Path(path).read_text(encoding="utf-8"), str(path))
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of field names to values")
         data = loaded or {}
@@ -55,19 +83,31 @@ def load(kind: type[T], path: str | Path | None = None, overrides: Sequence[str]
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-        _set_dotted(data, key.strip(), yaml.safe_load(text))
+        _set_dotted(data, key.strip(), parse(text, f"override {item!r}"))
     return from_dict(kind, data)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     *parents, last = key.split(".")
-    node = data
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {key}: {part} is not a section")
-        node = child
-    node[last] = value
+    node: dict[str, Any] | list[Any] = data
+    for depth, part in enumerate(parents):
+        where = ".".join(parents[: depth + 1])
+        if isinstance(node, list):
+            node = node[_list_index(node, part, where)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override {key}: {where} is a value, not a section or a list")
+    if isinstance(node, list):
+        node[_list_index(node, last, key)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(items: list[Any], part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"override {where}: the list has {len(items)} item(s), numbered from 0")
+    return int(part)
 
 
 def _coerce(kind: Any, value: Any, where: str) -> Any:
@@ -126,7 +166,11 @@ def _dataclass(kind: Any, value: Any, where: str) -> Any:
     ]
     if missing:
         raise ConfigError(f"{where}: missing required field(s) {missing}")
-    return kind(**{name: _coerce(hints[name], v, f"{where}.{name}") for name, v in value.items()})
+    values = {name: _coerce(hints[name], v, f"{where}.{name}") for name, v in value.items()}
+    try:
+        return kind(**values)
+    except ConfigError as exc:  # a range check of the dataclass: name the field by its full path
+        raise ConfigError(f"{where}.{exc}") from None
 
 
 def _scalar(kind: Any, value: Any, where: str) -> Any:
@@ -145,6 +189,8 @@ def _scalar(kind: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
         if kind is int and isinstance(value, float) and number != value:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if math.isnan(number):
+            raise ConfigError(f"{where}: expected a number, got NaN")
         return number
     if kind is str:
         if isinstance(value, (dict, list)):

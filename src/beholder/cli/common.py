@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
+from beholder.errors import BeholderError
 from beholder.presets import PRESETS
 
 if TYPE_CHECKING:  # the model stack is imported only by commands that load a model
     from beholder.scoring import Scorer
-
-# Exit status: 0 when every input has a score, else the number that failed, capped so it never reads as a
-# signal or shell error; a run that could not start or finish exits with EXIT_FATAL.
-MAX_FAILED_STATUS = 100
-EXIT_FATAL = 101
-
-
-def exit_status(failed: int) -> int:
-    return min(failed, MAX_FAILED_STATUS)
-
-
-def fatal(message: str, command: str = "score") -> int:
-    print(f"beholder {command}: error: {message}", file=sys.stderr)
-    return EXIT_FATAL
-
 
 MODEL_HELP = (
     "model folder, released model ("
@@ -73,22 +58,28 @@ def add_model_options(group: argparse._ActionsContainer) -> None:
 
 
 def load_scorer(args: argparse.Namespace, name: str | None = None) -> Scorer:
-    """beholder.load with the options above; transformers' loading bars and advisories are noise here."""
-    from transformers.utils import logging
+    """beholder.load with the options above; a model that does not load is one clear error."""
+    from safetensors import SafetensorError
 
     import beholder
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    return beholder.load(
-        name or args.model,
-        device=args.device,
-        dtype=args.dtype,
-        max_tiles=args.max_tiles,
-        decode=decode_options(args),
-        trust_remote_code=args.trust_remote_code,
-        allow_pickle=args.allow_pickle,
-    )
+    name = name or args.model
+    try:
+        return beholder.load(name, **load_options(args))
+    except (OSError, ValueError, SafetensorError) as exc:  # not found, unreadable or corrupt files, bad options
+        raise BeholderError(f"cannot load model {name}: {exc}") from exc
+
+
+def load_options(args: argparse.Namespace) -> dict[str, object]:
+    """beholder.load's keyword arguments from the options above (the model name aside)."""
+    return {
+        "device": args.device,
+        "dtype": args.dtype,
+        "max_tiles": args.max_tiles,
+        "decode": decode_options(args),
+        "trust_remote_code": args.trust_remote_code,
+        "allow_pickle": args.allow_pickle,
+    }
 
 
 def decode_options(args: argparse.Namespace) -> dict[str, object]:

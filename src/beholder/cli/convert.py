@@ -11,9 +11,13 @@ the checkpoint's remote code. `beholder.load(hub id)` does the same by itself, o
 from __future__ import annotations
 
 import argparse
-import sys
 
-EPILOG = """\
+from beholder.cli.exits import EXIT_STATUS_HELP
+from beholder.errors import BeholderError
+
+EPILOG = f"""\
+{EXIT_STATUS_HELP}
+
 examples:
   beholder convert KwaiVGI/HumanAesExpert-1B ./humanaesexpert-1b
   beholder convert ./downloads/ERNIE-Image-Aes ./ernie-image-aes --preset ernie-image-aes
@@ -23,20 +27,14 @@ examples:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from transformers.utils import logging
-
     from beholder.convert import ConversionError
     from beholder.hub import convert_source
-    from beholder.model.folder import ModelNotFoundError
-
-    logging.set_verbosity_error()
 
     try:
         out = convert_source(args.src, args.dst, preset=args.preset, revision=args.revision,
                              expert_activation=args.expert_activation, head=args.head)
-    except (ConversionError, ModelNotFoundError, FileExistsError) as exc:
-        print(f"beholder convert: {exc}", file=sys.stderr)
-        return 1
+    except ConversionError as exc:  # the checkpoint does not fit: the message lists what
+        raise BeholderError(str(exc)) from exc
     print(out)
     return 0
 

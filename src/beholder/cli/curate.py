@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from beholder import jsonsafe
+from beholder.cli.exits import EXIT_STATUS_HELP
 from beholder.curate import LINK_MODES, Comparison, compare, materialise, select
+from beholder.errors import UsageError
 from beholder.io import read_provenance, read_scores, write_table
 
 SELECT_DESCRIPTION = """\
@@ -16,9 +19,13 @@ Keep the best images of a score table (.jsonl, .csv or .parquet from `beholder s
 Rows with an error are never kept. --min/--max filter first; then --top-k or --top-fraction keep the
 best of what is left, within each --group-by group (e.g. per prompt) when given. Ties are broken by path.
 The kept rows are written to -o OUT (same columns, with the source's provenance and the selection
-recorded), and/or their images copied or linked into a folder; with neither, kept paths are printed."""
+recorded), and/or their images copied or linked into a folder (with --group-by, a subfolder per group);
+with neither, kept paths are printed. Relative paths in the table are taken from the folder they were
+relative to when scored (recorded in its provenance), else from the table's own folder."""
 
-SELECT_EPILOG = """\
+SELECT_EPILOG = f"""\
+{EXIT_STATUS_HELP}
+
 examples:
   beholder select scores.parquet --min 0.6 -o keep.parquet
   beholder select scores.parquet --top-k 4 --group-by prompt --copy-to best/
@@ -35,7 +42,9 @@ The sets are paired when both tables hold the same unique --key values (the same
 e.g. by two checkpoints): Wilcoxon signed-rank on the differences. Otherwise they are independent
 samples (e.g. the outputs of two generators): Mann-Whitney U. Error rows are left out and counted."""
 
-COMPARE_EPILOG = """\
+COMPARE_EPILOG = f"""\
+{EXIT_STATUS_HELP}
+
 examples:
   beholder compare lora_a.parquet lora_b.parquet
   beholder compare before.jsonl after.jsonl --key path --json > report.json"""
@@ -98,30 +107,27 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
 
 def run_select(args: argparse.Namespace) -> int:
     if all(v is None for v in (args.min_score, args.max_score, args.top_k, args.top_fraction)):
-        return _fail("select", "give at least one of --min, --max, --top-k, --top-fraction")
+        raise UsageError("give at least one of --min, --max, --top-k, --top-fraction")
     exports = [(mode, getattr(args, f"{mode}_to")) for mode in LINK_MODES if getattr(args, f"{mode}_to")]
     mode, dest = exports[0] if exports else (None, None)
-    try:
-        table = read_scores(args.scores)
-        selection = select(
-            table,
-            min_score=args.min_score,
-            max_score=args.max_score,
-            top_k=args.top_k,
-            top_fraction=args.top_fraction,
-            group_by=args.group_by,
-            by=args.by,
-        )
-        if args.output:
-            criteria = {
-                k: getattr(args, k) for k in ("min_score", "max_score", "top_k", "top_fraction", "group_by", "by")
-            }
-            record = {"selection": {"source": args.scores, **criteria, "kept": len(selection.table)}}
-            write_table(args.output, selection.table, {**(read_provenance(args.scores) or {}), **record})
-        if dest:
-            materialise(selection.table, dest, mode=mode)
-    except (OSError, ValueError) as exc:
-        return _fail("select", str(exc))
+    table = read_scores(args.scores)
+    selection = select(
+        table,
+        min_score=args.min_score,
+        max_score=args.max_score,
+        top_k=args.top_k,
+        top_fraction=args.top_fraction,
+        group_by=args.group_by,
+        by=args.by,
+    )
+    provenance = read_provenance(args.scores) or {}
+    if args.output:
+        criteria = {k: getattr(args, k) for k in ("min_score", "max_score", "top_k", "top_fraction", "group_by", "by")}
+        record = {"selection": {"source": args.scores, **criteria, "kept": len(selection.table)}}
+        write_table(args.output, selection.table, {**provenance, **record})
+    if dest:
+        base = provenance.get("paths_relative_to") or os.path.dirname(os.path.abspath(args.scores))
+        materialise(selection.table, dest, mode=mode, base=base, group_by=args.group_by)
     if not args.output and not dest:
         for path in selection.table["path"].to_pylist():
             print(path)
@@ -132,18 +138,15 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    try:
-        tables = [read_scores(path, string_columns=[args.key]) for path in (args.a, args.b)]
-        result = compare(
-            *tables,
-            key=args.key,
-            paired=args.paired,
-            alpha=args.alpha,
-            confidence=args.confidence,
-            provenance=(read_provenance(args.a), read_provenance(args.b)),
-        )
-    except (OSError, ValueError) as exc:
-        return _fail("compare", str(exc))
+    tables = [read_scores(path, string_columns=[args.key]) for path in (args.a, args.b)]
+    result = compare(
+        *tables,
+        key=args.key,
+        paired=args.paired,
+        alpha=args.alpha,
+        confidence=args.confidence,
+        provenance=(read_provenance(args.a), read_provenance(args.b)),
+    )
     if args.json:
         print(jsonsafe.dumps({"a": args.a, "b": args.b, **result.to_dict()}, indent=2))
     else:
@@ -200,7 +203,3 @@ def _ci(lo: float, hi: float) -> str:
 def _p(p: float) -> str:
     return "nan" if math.isnan(p) else f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
-
-def _fail(command: str, message: str) -> int:
-    print(f"beholder {command}: error: {message}", file=sys.stderr)
-    return 1

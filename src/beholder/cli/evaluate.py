@@ -12,6 +12,8 @@ from pathlib import Path
 from beholder import jsonsafe
 from beholder.cascade import parse_cascade
 from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
+from beholder.cli.exits import EXIT_STATUS_HELP, failed_status
+from beholder.errors import BeholderError, UsageError
 from beholder.evaluate import (
     LAYOUTS,
     Benchmark,
@@ -36,8 +38,8 @@ DESCRIPTION = """\
 Measure aesthetic scores against a benchmark's ground truth.
 
 --model scores every benchmark image (into OUTPUT/predictions-<model>.jsonl, resumable and reused when the
-same model runs again); --predictions measures a score table made by `beholder score`. Give several of
-either for one leaderboard. Reports go to OUTPUT/report.json, report.md and report.html (self-contained,
+same model runs again, but for its failed images, which are scored again; --overwrite scores them all);
+--predictions measures a score table made by `beholder score`. Give several of either for one leaderboard. Reports go to OUTPUT/report.json, report.md and report.html (self-contained,
 with plots): SRCC, KRCC, PLCC raw and after a 4-parameter logistic fit, MSE/RMSE/MAE, 5-level accuracy and
 macro P/R/F1 with bootstrap intervals, per-dimension MAE, per-category bias, and HumanAesExpert-compatible
 columns under names that say what they compute.
@@ -46,8 +48,8 @@ Scales: correlations use raw scores; errors, bias and levels use both sides mapp
 stated scales. The prediction scale is --pred-scale, else the model's native scale or the score table's
 provenance; the ground-truth scale is --gt-scale, else the layout's. Each report states which it used."""
 
-EPILOG = """\
-exit status: 0 reports written, 1 evaluation failed (message on stderr), 2 invalid arguments
+EPILOG = f"""\
+{EXIT_STATUS_HELP}
 
 examples:
   beholder evaluate --model ./humanaesexpert-1b --benchmark humanbeauty/test.jsonl -o reports/hb
@@ -107,6 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scoring = parser.add_argument_group("scoring (with --model)")
     add_model_options(scoring)
     scoring.add_argument("--fast", action="store_true", help="single-pass scores even when the model has MetaVoter")
+    scoring.add_argument("--overwrite", action="store_true", help="score every image again, even when reusable")
     cascade = parser.add_argument_group("a cascade (with one --model, the expensive one)")
     cascade.add_argument(
         "--cascade",
@@ -116,26 +119,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     cascade.add_argument("--group-by-category", action="store_true",
                          help="apply the cascade's top rule within each benchmark category")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, interrupt_hint="the images scored so far are saved: run it again to resume")
 
 
 def run(args: argparse.Namespace) -> int:
-    from beholder.io import OutputConflict
-    from beholder.pipeline import ModelFailure
-
     if not args.model and not args.predictions:
-        print("beholder evaluate: give --model or --predictions (or several)", file=sys.stderr)
-        return 2
-    cascade = None
-    if args.cascade:
-        try:
-            cascade = parse_cascade(args.cascade)
-        except ValueError as exc:
-            print(f"beholder evaluate: error: {exc}", file=sys.stderr)
-            return 2
-        if len(args.model) != 1:
-            print("beholder evaluate: --cascade measures against one --model, the expensive one", file=sys.stderr)
-            return 2
+        raise UsageError("give --model or --predictions (or several)")
+    cascade = parse_cascade(args.cascade) if args.cascade else None
+    if cascade and len(args.model) != 1:
+        raise UsageError("--cascade measures against one --model, the expensive one")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
@@ -148,9 +140,10 @@ def run(args: argparse.Namespace) -> int:
                                           group_by_category=args.group_by_category)
                 written["cascade"] = Path(args.output) / "cascade.json"
                 write_json_atomic(written["cascade"], jsonsafe.nan_to_none(report))
-        except (ValueError, OSError, ImportError, OutputConflict, ModelFailure) as exc:
-            print(f"beholder evaluate: error: {exc}", file=sys.stderr)
-            return 1
+        except BeholderError:
+            raise
+        except ValueError as exc:  # a benchmark or table that cannot be measured: the library says why
+            raise BeholderError(str(exc)) from exc
         finally:
             for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
                 print(f"warning: {message}", file=sys.stderr)
@@ -163,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         print(markdown_table(Table(list(CASCADE_COLUMNS.values()), [[fmt(report[k]) for k in CASCADE_COLUMNS]])))
     for path in written.values():
         print(f"wrote {path}")
-    return 0
+    return failed_status(sum(e.report["coverage"]["n_failed"] for e in evaluations))
 
 
 def _predictions(args: argparse.Namespace, extra_models: list[str]) -> tuple[Benchmark, list[Predictions]]:
@@ -185,6 +178,7 @@ def _predictions(args: argparse.Namespace, extra_models: list[str]) -> tuple[Ben
             batch_size=args.batch_size,
             progress=True,
             score=args.score,
+            overwrite=args.overwrite,
         )
         entries.append(predictions)
     return benchmark, entries

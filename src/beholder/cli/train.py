@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+
+from beholder.cli.exits import EXIT_STATUS_HELP
+from beholder.errors import require
 
 DESCRIPTION = """\
 Train an aesthetic model in two stages and export it as a beholder model folder.
@@ -19,7 +21,9 @@ output resumes from the newest checkpoint. For several processes (DDP: NCCL on G
   torchrun --nproc_per_node 2 -m beholder train CONFIG
   accelerate launch --multi_gpu --num_processes 2 -m beholder train CONFIG   (also on a CPU-only machine)"""
 
-EPILOG = """\
+EPILOG = f"""\
+{EXIT_STATUS_HELP}
+
 ablation rows (--set heads=[...]):
   [regression]                         regression head only (the paper's baseline)
   [regression, lm]                     + LM head (cross-entropy on the level answers)
@@ -28,25 +32,19 @@ ablation rows (--set heads=[...]):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from beholder import typedconfig
-    from beholder.train import load_train_config, train
+    from beholder import typedconfig, train
 
     overrides = list(args.set)
     for flag, field in (("model", "model"), ("data", "train"), ("output", "output")):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{field}={os.path.abspath(value)}")
-    try:
-        config = load_train_config(args.config, overrides)
-    except (ValueError, OSError) as exc:  # a bad field, value or file: an invalid invocation, not a crash
-        print(f"beholder train: error: {exc}", file=sys.stderr)
-        return 2
+    config = train.load_train_config(args.config, overrides)
     if args.print_config:
-        import yaml
-
+        yaml = require("yaml", "train", "printing the config")
         print(yaml.safe_dump(typedconfig.to_dict(config), sort_keys=False), end="")
         return 0
-    folder = train(config)
+    folder = train.train(config)  # the model stack loads here, once the config is known to be valid
     if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
         print(f"model written to {folder}")
     return 0
@@ -64,4 +62,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="set any config field, e.g. --set stage1.epochs=2 (repeatable)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, interrupt_hint="run the same command again to resume from the newest checkpoint")

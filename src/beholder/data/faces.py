@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from beholder.errors import require
+
 
 @dataclass(frozen=True)
 class FaceBox:
@@ -43,8 +45,7 @@ class HaarFaceDetector:
         min_size_fraction: float = 0.05,
         max_side: int = 640,
     ):
-        import cv2
-
+        cv2 = require("cv2", "train", "the Haar face detector")
         path = cascade if "/" in cascade else cv2.data.haarcascades + cascade
         self._classifier = cv2.CascadeClassifier(path)
         if self._classifier.empty():

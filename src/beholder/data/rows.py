@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from beholder.files import atomic_write
-from beholder.io.tables import read_jsonl
+from beholder.io.tables import TableError, read_jsonl
 from beholder.standard import DIMENSIONS, score_to_level
 
 OVERALL = DIMENSIONS.index("overall")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> int:
 
 
 def read_labels(path: str | os.PathLike) -> list[Label]:
-    folder = Path(path).parent
-    return [Label.from_official(row, folder) for row in read_jsonl(path)]
+    return _read_rows(path, Label.from_official)
 
 
 def write_labels(path: str | os.PathLike, labels: Iterable[Label]) -> int:
@@ -140,8 +140,20 @@ def write_labels(path: str | os.PathLike, labels: Iterable[Label]) -> int:
 
 
 def read_training_rows(path: str | os.PathLike) -> list[TrainingRow]:
+    return _read_rows(path, TrainingRow.from_official)
+
+
+def _read_rows(path: str | os.PathLike, parse: Callable[[dict[str, Any], Path], T]) -> list[T]:
+    """Every row of an official jsonl file, parsed; a row that does not fit is an error naming its line."""
     folder = Path(path).parent
-    return [TrainingRow.from_official(row, folder) for row in read_jsonl(path)]
+    rows = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        try:
+            rows.append(parse(row, folder))
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise TableError(f"{path}: row {number} is not a {parse.__qualname__.split('.')[0]} row: {what}") from None
+    return rows
 
 
 def write_training_rows(path: str | os.PathLike, rows: Iterable[TrainingRow]) -> int:

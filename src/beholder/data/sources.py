@@ -12,6 +12,7 @@ Three kinds of source:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from beholder.data.rows import Label
 from beholder.io import read_jsonl
 from beholder.standard import DIMENSIONS
 
+IMAGE_COLUMNS = ("image", "path")  # the image column of a label table, when image_column does not name it
+
 
 @dataclass(frozen=True)
 class SourceConfig:
@@ -30,7 +33,7 @@ class SourceConfig:
     labels: str  # the label table (.csv, .jsonl or .parquet); for kind "official", an official label .jsonl
     kind: Literal["overall", "raters", "official"] = "overall"  # see the module docstring
     images: str = ""  # folder the table's image paths are relative to ("" = the label table's folder)
-    image_column: str = "image"  # column holding the image path (kinds overall and raters)
+    image_column: str = ""  # column holding the image path (kinds overall and raters); "": `image` or `path`
     score_column: str = "score"  # kind overall: the raw score column, any scale
     rater_column: str = "rater"  # kind raters: the column identifying the rater
     columns: dict[str, str] = field(default_factory=dict)  # kind raters: dimension key -> column, where they differ
@@ -61,24 +64,35 @@ def read_source(config: SourceConfig, root: Path, min_raters: int) -> RawSource:
         rows = read_jsonl(table)
         labels = [Label.from_official({**row, "source": row.get("source") or config.name}, images) for row in rows]
         return RawSource(config, [Item(label.image, label.scores, label.source) for label in labels])
-    rows = _table_rows(table, config)
+    rows, config = _table_rows(table, config)
     if config.kind == "overall":
         return RawSource(config, _overall_items(rows, config, images))
     return _rater_source(rows, config, images, min_raters)
 
 
-def _table_rows(table: Path, config: SourceConfig) -> list[dict]:
+def _table_rows(table: Path, config: SourceConfig) -> tuple[list[dict], SourceConfig]:
+    """The table's rows, and the config with its image column named (an empty one: `image` or `path`)."""
     from beholder.io import read_table
 
-    strings = [config.image_column] + ([config.rater_column] if config.kind == "raters" else [])
-    rows = read_table(table, string_columns=strings).to_pylist()
+    images = [config.image_column] if config.image_column else list(IMAGE_COLUMNS)
+    data = read_table(table, string_columns=images + ([config.rater_column] if config.kind == "raters" else []))
+    columns = data.column_names
+    if not config.image_column:
+        found = [name for name in IMAGE_COLUMNS if name in columns]
+        if len(found) != 1:
+            raise ValueError(
+                f"{table}: source {config.name!r} needs one image column, `image` or `path` "
+                f"(columns: {', '.join(columns)}); name it with image_column"
+            )
+        config = dataclasses.replace(config, image_column=found[0])
+    rows = data.to_pylist()
     needed = {config.image_column} | (
         {config.score_column} if config.kind == "overall" else {config.rater_column, *_dimension_columns(config)}
     )
-    missing = sorted(needed - set(rows[0] if rows else needed))
+    missing = sorted(needed - set(columns))
     if missing:
         raise ValueError(f"{table}: source {config.name!r} has no column(s) {missing}")
-    return rows
+    return rows, config
 
 
 def _dimension_columns(config: SourceConfig) -> list[str]:

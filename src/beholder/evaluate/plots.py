@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from beholder.errors import MissingDependency
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError(
+        raise MissingDependency(
             "the HTML report draws its plots with matplotlib: pip install 'beholder[eval]', or use --format json,md"
         ) from None
 

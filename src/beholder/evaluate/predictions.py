@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from beholder.errors import UsageError
 from beholder.evaluate.scales import UNIT, Scale
 from beholder.results import ScoreResult, score_column
 
@@ -48,7 +50,7 @@ def read_predictions(
     column = score_column(score)
     if column not in table.column_names:
         known = [c for c in table.column_names if is_score_column(c)]
-        raise ValueError(f"{path} has no column {column!r} to measure (score columns: {', '.join(known) or 'none'})")
+        raise UsageError(f"{path} has no column {column!r} to measure (score columns: {', '.join(known) or 'none'})")
     results = [ScoreResult.from_row({**row, "score": row[column]}) for row in table.to_pylist()]
     if name is None and column != "score":
         name = f"{Path(path).stem}:{score}"
@@ -68,12 +70,15 @@ def score_benchmark(
     batch_size: int = 8,
     progress: bool = False,
     score: str = "score",
+    overwrite: bool = False,
 ) -> Predictions:
     """Score every benchmark image into the score table `output`, then read it back as predictions.
 
     The table is written by the resumable batch pipeline, so an interrupted evaluation resumes where it
-    stopped, and a finished table made by the same model and settings is reused as it is (re-running only
-    re-measures). `full` defaults to the model's own default (MetaVoter and 12 dimensions when it has them).
+    stopped, and a finished table made by the same model and settings is reused (re-running only re-measures),
+    except for its failed images, which are scored again (a wrong image root fixed, a file restored).
+    `overwrite` scores everything again. `full` defaults to the model's own default (MetaVoter and 12
+    dimensions when it has them). When images fail, a warning names one and the image root.
     `score` names the score measured (see read_predictions).
     """
     from beholder.io import ResumableWriter
@@ -82,7 +87,7 @@ def score_benchmark(
 
     full = scorer.full_scoring(full)
     stale = Path(output).exists() and not _made_with(output, run_settings(scorer, full))
-    writer = ResumableWriter(output, overwrite=stale)
+    writer = ResumableWriter(output, overwrite=overwrite or stale, retry_failed=True)
     if not writer.complete:
         with writer:
             score_inputs(
@@ -97,7 +102,16 @@ def score_benchmark(
             )
     scale = scale or Scale(*scorer.scale, source=f"model {scorer.source!r} (its native scale)")
     label = scorer.source if score == "score" else f"{scorer.source}:{score}"
-    return read_predictions(output, scale=scale, name=name or label, score=score)
+    predictions = read_predictions(output, scale=scale, name=name or label, score=score)
+    failed = [r for r in predictions.results if not r.ok]
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(predictions.results)} benchmark images could not be scored, e.g. "
+            f"{failed[0].path}: {failed[0].error}; image names resolve against the image root "
+            "(--image-root; by default the label file's folder)",
+            stacklevel=2,
+        )
+    return predictions
 
 
 def _made_with(table: str | os.PathLike[str], settings: dict[str, Any]) -> bool:

@@ -1,6 +1,16 @@
 """Inputs and outputs of batch scoring: INPUT expansion, score tables, and the resumable writer."""
 
-from beholder.io.readers import InputError, InputPlan, Item, read_tar_member, split_tar_key
+from beholder.io.keys import key_from_text, key_to_text, printable
+from beholder.io.readers import (
+    InputError,
+    InputPlan,
+    Item,
+    Located,
+    describe_skipped,
+    locate,
+    read_tar_members,
+    split_tar_key,
+)
 from beholder.io.tables import (
     read_jsonl,
     read_provenance,
@@ -10,20 +20,27 @@ from beholder.io.tables import (
     write_json_atomic,
     write_table,
 )
-from beholder.io.writers import OutputConflict, ResumableWriter, TableTotals
+from beholder.io.writers import AlreadyComplete, OutputConflict, ResumableWriter, TableTotals
 
 __all__ = [
+    "AlreadyComplete",
     "InputError",
     "InputPlan",
     "Item",
+    "Located",
     "OutputConflict",
     "ResumableWriter",
     "TableTotals",
+    "describe_skipped",
+    "key_from_text",
+    "key_to_text",
+    "locate",
+    "printable",
     "read_jsonl",
     "read_provenance",
     "read_scores",
     "read_table",
-    "read_tar_member",
+    "read_tar_members",
     "split_tar_key",
     "table_format",
     "write_json_atomic",

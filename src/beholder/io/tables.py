@@ -1,5 +1,9 @@
 """Score tables on disk: one flat schema, three formats (.jsonl, .csv, .parquet), provenance alongside.
 
+Every column has one type in every file: a carried column whose values have different types (1 in one
+manifest, "hello" in another) is written as text, values that are not strings as JSON. Keys in the `path`
+column are written in the escaped form of `beholder.io.keys`, so a file name of any bytes survives.
+
 Every score table carries its provenance (which model, weights, preprocessing and beholder version made it)
 in a sidecar `OUT.provenance.json` that any user can open; Parquet files also hold the same JSON in their
 schema metadata under `beholder.provenance`, so the file stays self-describing when copied alone.
@@ -7,6 +11,7 @@ schema metadata under `beholder.provenance`, so the file stays self-describing w
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,7 +23,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from beholder.errors import BeholderError, UsageError
 from beholder.files import atomic_write
+from beholder.io.keys import key_to_text, printable
 from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX, STAGE1_SCORE
 from beholder.standard import DIMENSIONS
 
@@ -29,13 +36,17 @@ PROVENANCE_SUFFIX = ".provenance.json"
 _STRING_COLUMNS = ("path", "level", "error")
 
 
+class TableError(BeholderError, ValueError):
+    """A file that is not a readable table of the format its name says."""
+
+
 def table_format(path: str | os.PathLike) -> str:
     """ "jsonl" | "csv" | "parquet" from the file name; a clear error for anything else."""
     suffix = Path(path).suffix.lower()
     try:
         return FORMATS[suffix]
     except KeyError:
-        raise ValueError(f"{path}: unknown table format {suffix!r}; use one of {', '.join(FORMATS)}") from None
+        raise UsageError(f"{path}: unknown table format {suffix!r}; use one of {', '.join(FORMATS)}") from None
 
 
 def provenance_path(path: str | os.PathLike) -> Path:
@@ -60,46 +71,103 @@ def order_columns(names: Iterable[str]) -> list[str]:
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Rows with possibly different keys (error rows have no dim_ columns) -> one table, missing cells null."""
+    """Rows with possibly different keys (error rows have no dim_ columns) -> one table, missing cells null.
+
+    Row values are as the pipeline holds them: keys in `path` are written in their escaped text form."""
     names = order_columns(name for row in rows for name in row)
-    return pa.table({name: pa.array([row.get(name) for row in rows]) for name in names})
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    if "path" in columns:
+        columns["path"] = [None if key is None else key_to_text(key) for key in columns["path"]]
+    return pa.table({name: to_array(values) for name, values in columns.items()})
+
+
+def to_array(values: Sequence[Any]) -> pa.Array:
+    """Python values -> an Arrow array; values of different types become one text column (JSON for the ones
+    that are not strings), text any terminal and table can hold."""
+    values = [printable(v) if isinstance(v, str) else v for v in values]
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([_as_text(v) for v in values], pa.string())
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:
     """One schema for tables written at different times: null columns take the type seen elsewhere, ints
-    widen to floats, and columns come in canonical order."""
-    merged = pa.unify_schemas(list(schemas), promote_options="permissive")
-    return pa.schema([merged.field(name) for name in order_columns(merged.names)])
+    widen to floats, a column with types that do not widen into one another becomes text, and columns come in
+    canonical order."""
+    fields: dict[str, list[pa.Field]] = {}
+    for schema in schemas:
+        for f in schema:
+            fields.setdefault(f.name, []).append(f)
+    merged = {name: _unify_field(name, found) for name, found in fields.items()}
+    return pa.schema([merged[name] for name in order_columns(merged)])
+
+
+def _unify_field(name: str, fields: list[pa.Field]) -> pa.Field:
+    try:
+        return pa.unify_schemas([pa.schema([f]) for f in fields], promote_options="permissive").field(0)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.field(name, pa.string())
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` with exactly `schema`'s columns (absent ones null), cast to its types."""
     columns = [
-        table[field.name].cast(field.type) if field.name in table.column_names else pa.nulls(len(table), field.type)
+        _cast(table[field.name], field.type) if field.name in table.column_names else pa.nulls(len(table), field.type)
         for field in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _cast(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    if column.type == type_:
+        return column
+    if pa.types.is_string(type_) and pa.types.is_nested(column.type):  # Arrow has no cast from nested to text
+        return pa.chunked_array([pa.array([_as_text(v) for v in column.to_pylist()], pa.string())])
+    return column.cast(type_)
+
+
 def read_table(
     path: str | os.PathLike, *, columns: Sequence[str] | None = None, string_columns: Sequence[str] = ()
 ) -> pa.Table:
-    """Read any .jsonl/.csv/.parquet table (a manifest, say). `string_columns` stay strings even where a CSV
-    value looks like a number (a path "001" is not the number 1)."""
+    """Read any .jsonl/.csv/.parquet table (a manifest, say), or a folder of Parquet shards named *.parquet (as
+    `score --engine ray` writes). `string_columns` stay strings even where a CSV value looks like a number (a path
+    "001" is not the number 1)."""
     path = Path(path)
     fmt = table_format(path)
+    if not (path.is_file() or (fmt == "parquet" and path.is_dir())):
+        raise FileNotFoundError(errno.ENOENT, "no such file" if not path.exists() else "not a file", str(path))
     strings = dict.fromkeys(string_columns, pa.string())
     wanted = list(columns) if columns else None
-    if fmt == "parquet":
-        table = pq.read_table(path, columns=wanted)
-    elif fmt == "csv":
-        options = pa_csv.ConvertOptions(column_types=strings, strings_can_be_null=True, include_columns=wanted)
-        table = pa_csv.read_csv(path, convert_options=options)
-    else:
-        table = pa_json.read_json(path)
-        if wanted:
-            table = table.select([c for c in wanted if c in table.column_names])
-    return _cast(table, lambda name: strings.get(name))
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(path, columns=wanted)
+        elif fmt == "csv":
+            options = pa_csv.ConvertOptions(column_types=strings, strings_can_be_null=True, include_columns=wanted)
+            quoted_newlines = pa_csv.ParseOptions(newlines_in_values=True)  # a file name may hold a newline
+            table = pa_csv.read_csv(path, parse_options=quoted_newlines, convert_options=options)
+        else:
+            table = _read_jsonl_table(path)
+            if wanted:
+                table = table.select([c for c in wanted if c in table.column_names])
+        return _cast_columns(table, lambda name: strings.get(name))
+    except (pa.ArrowException, ValueError) as exc:  # not a table of its format, or a column of the wrong type
+        raise TableError(f"{path}: cannot read it as a {fmt} table: {exc}") from exc
+
+
+def _read_jsonl_table(path: Path) -> pa.Table:
+    try:
+        return pa_json.read_json(path)
+    except pa.ArrowInvalid:  # a column whose values change type between rows: read row by row, as text
+        rows = list(read_jsonl(path))
+        names = list(dict.fromkeys(name for row in rows for name in row))
+        return pa.table({name: to_array([row.get(name) for row in rows]) for name in names})
 
 
 def read_scores(
@@ -108,10 +176,10 @@ def read_scores(
     """Read a score table: `path`, `level`, `error` (and `string_columns`) as strings, `score`, `dim_` and
     `head_` columns as float64, whatever a CSV or JSONL reader would guess from the values."""
     table = read_table(path, columns=columns, string_columns=(*_STRING_COLUMNS, *string_columns))
-    return _cast(table, lambda name: pa.float64() if is_score_column(name) else None)
+    return _cast_columns(table, lambda name: pa.float64() if is_score_column(name) else None)
 
 
-def _cast(table: pa.Table, type_of: Callable[[str], pa.DataType | None]) -> pa.Table:
+def _cast_columns(table: pa.Table, type_of: Callable[[str], pa.DataType | None]) -> pa.Table:
     for i, name in enumerate(table.column_names):
         target = type_of(name)
         if target is not None and table.schema.field(i).type != target:
@@ -202,9 +270,11 @@ def write_table(path: str | os.PathLike, table: pa.Table, provenance: dict[str, 
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    with atomic_write(path) as tmp, open(tmp, "w") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-        f.write("\n")
+    """Write JSON whole or not at all. A lone surrogate (a file name that is not UTF-8) is written as the JSON
+    escape \\udcXX, which reads back as the same string."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8", "backslashreplace"))
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -215,4 +285,4 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not a JSON object: {exc}") from None
+                    raise TableError(f"{path}:{number}: not a JSON object: {exc}") from None

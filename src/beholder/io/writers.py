@@ -8,11 +8,13 @@ Layout while a run is in progress, for an output OUT:
 
 Why it is exactly-once: a chunk is written to a temp name, fsync()ed, then renamed to its final name
 (beholder.files), so a chunk file either exists whole or not at all (a kill leaves at most a temp file, which is
-deleted on resume). Resume reads the keys of the existing chunks and the caller scores only the other inputs; the
-caller never hands the same key to the writer twice within a run. The final OUT is assembled from the chunks
-into a temp file, fsync()ed and renamed into place, and only then is OUT.partial retired (renamed away, then
-deleted). If the process dies after the rename but before retiring, the next run finds OUT.partial, scores
-nothing new and assembles the identical OUT again. OUT with no OUT.partial beside it is complete.
+deleted on resume). Resume reads the keys of the existing chunks and the caller scores only the other inputs. The final
+OUT is assembled from the chunks into a temp file, one row per input in input order (whatever order runs
+wrote them in, and keeping the first row should a key ever have been written twice), fsync()ed and renamed into
+place, and only then is OUT.partial retired (renamed away, then deleted). If the process dies after the
+rename but before retiring, the next run finds OUT.partial, scores nothing new and assembles the identical OUT
+again. OUT with no OUT.partial beside it is complete; a run that takes the lock and finds OUT completed by
+another run meanwhile stops (AlreadyComplete) instead of scoring everything again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from beholder.errors import BeholderError
 from beholder.files import atomic_write
+from beholder.io.keys import key_from_text, key_to_text
 from beholder.io.tables import (
     TableWriter,
+    conform,
     provenance_path,
     read_scores,
     rows_to_table,
@@ -50,8 +55,12 @@ log = logging.getLogger(__name__)
 _CHUNK = re.compile(r"chunk-(\d+)\.parquet")
 
 
-class OutputConflict(RuntimeError):
+class OutputConflict(BeholderError, RuntimeError):
     """OUT cannot be written: another run holds it, or its partial rows were made with other settings."""
+
+
+class AlreadyComplete(BeholderError):
+    """Another run completed OUT while this one was starting: there is nothing left to do."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,9 @@ class ResumableWriter:
     Use: `if writer.complete: ...` (nothing to do), else `done = writer.start(settings)`, `write(rows)` for
     each new row, and `finish(keys, provenance)` once every input has a row. `close()` (or the context
     manager) saves buffered rows and releases the lock when a run stops early.
+
+    retry_failed: a finished OUT with error rows is not complete: the next run keeps its other rows and does the
+        failed inputs again (the caller makes sure OUT was made with the same settings).
     """
 
     def __init__(
@@ -73,6 +85,7 @@ class ResumableWriter:
         output: str | os.PathLike,
         *,
         overwrite: bool = False,
+        retry_failed: bool = False,
         chunk_rows: int = 1000,
         chunk_seconds: float = 30.0,
     ):
@@ -80,6 +93,7 @@ class ResumableWriter:
         self.format = table_format(self.output)
         self.partial = Path(f"{self.output}.partial")
         self.overwrite = overwrite
+        self.retry_failed = retry_failed
         self.chunk_rows = chunk_rows
         self.chunk_seconds = chunk_seconds
         self._buffer: list[dict[str, Any]] = []
@@ -90,7 +104,8 @@ class ResumableWriter:
     @property
     def complete(self) -> bool:
         """OUT exists and no run on it was interrupted: a rerun has nothing to do."""
-        return not self.overwrite and self.output.exists() and not self.partial.exists()
+        finished = not self.overwrite and self.output.exists() and not self.partial.exists()
+        return finished and not (self.retry_failed and self.totals().failed)
 
     def totals(self) -> TableTotals:
         """Rows and failed rows in the finished OUT."""
@@ -108,11 +123,12 @@ class ResumableWriter:
         if self.overwrite and self.partial.exists():
             self._acquire()
             self._retire()
-        self.partial.mkdir(exist_ok=True)
         self._acquire()
         try:
+            if not self.overwrite and self.output.exists() and not (self.partial / "settings.json").exists():
+                self._reopen_output()
             self._check_settings(settings)
-        except OutputConflict:
+        except BeholderError:
             self._release()
             raise
         # What a killed run left half-written: a chunk (its rows were never counted) or an assembled OUT.
@@ -123,7 +139,19 @@ class ResumableWriter:
         chunks = self._chunks()
         if chunks:
             self._next_chunk = int(_CHUNK.fullmatch(chunks[-1].name).group(1)) + 1
-        return {key for chunk in chunks for key in pq.read_table(chunk, columns=["path"])["path"].to_pylist()}
+        return {
+            key_from_text(key) for chunk in chunks for key in pq.read_table(chunk, columns=["path"])["path"].to_pylist()
+        }
+
+    def _reopen_output(self) -> None:
+        """OUT is finished and this run holds a fresh OUT.partial: carry on from OUT's rows without errors when
+        retrying failed rows, else stop: another run completed OUT after this one checked `complete`."""
+        if not (self.retry_failed and self.totals().failed):
+            self._retire()
+            raise AlreadyComplete(f"{self.output} was completed by another run; --overwrite does it again")
+        table = read_scores(self.output)
+        with atomic_write(self.partial / "chunk-000000.parquet") as tmp:
+            pq.write_table(table.filter(pc.is_null(table["error"])), tmp)
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         self._buffer.extend(rows)
@@ -141,8 +169,9 @@ class ResumableWriter:
         self._buffer.clear()
         self._last_flush = time.monotonic()
 
-    def finish(self, keys: set[str] | None, provenance: dict[str, Any]) -> TableTotals:
-        """Assemble OUT from the chunks, atomically, keeping only rows whose key is in `keys` (None: all).
+    def finish(self, keys: Sequence[str] | None, provenance: dict[str, Any]) -> TableTotals:
+        """Assemble OUT from the chunks, atomically: one row per key of `keys`, in that order (None: every key
+        written, in the order written).
 
         Rows left by an interrupted run for inputs that are no longer given are dropped, so OUT always has
         exactly one row per input of the run that finished it.
@@ -150,22 +179,14 @@ class ResumableWriter:
         self.flush()
         chunks = self._chunks()
         schema = unify([pq.read_schema(c) for c in chunks]) if chunks else pa.schema([("path", pa.string())])
-        wanted = pa.array(sorted(keys), pa.string()) if keys is not None else None
-        rows = failed = dropped = 0
+        rows = failed = 0
         with atomic_write(self.output) as tmp:
             with TableWriter(tmp, schema, fmt=self.format, provenance=provenance) as out:
-                for chunk in chunks:
-                    table = pq.read_table(chunk)
-                    if wanted is not None:
-                        kept = table.filter(pc.is_in(table["path"], value_set=wanted))
-                        dropped += len(table) - len(kept)
-                        table = kept
+                for table in _in_input_order(chunks, keys, self.output):
                     out.write(table)
                     rows += len(table)
                     failed += len(table) - table["error"].null_count
             write_json_atomic(provenance_path(self.output), {**provenance, "rows": rows, "failed": failed})
-        if dropped:
-            log.warning("%s: dropped %d row(s) of an earlier run for inputs not given this time", self.output, dropped)
         totals = TableTotals(rows, failed)
         self._retire()
         return totals
@@ -173,9 +194,11 @@ class ResumableWriter:
     def close(self) -> None:
         """Save buffered rows and release OUT (after finish() there is nothing left to save)."""
         if self._lock is not None:
-            if self.partial.exists():
-                self.flush()
-            self._release()
+            try:
+                if self.partial.exists():
+                    self.flush()
+            finally:
+                self._release()
 
     def __enter__(self) -> ResumableWriter:
         return self
@@ -187,15 +210,31 @@ class ResumableWriter:
         return sorted(p for p in self.partial.iterdir() if _CHUNK.fullmatch(p.name))
 
     def _acquire(self) -> None:
+        """Create OUT.partial if needed and lock it. A run that finishes retires (renames away) its partial: a
+        lock taken on a retired partial is dropped and taken again on the current one."""
         if self._lock is not None:
             return
-        fd = os.open(self.partial / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for _ in range(3):
+            self.partial.mkdir(exist_ok=True)
+            lock = self.partial / "lock"
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # retired between mkdir and open
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputConflict(f"{self.output}: another beholder run is writing it") from None
+            try:
+                current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                self._lock = fd
+                return
             os.close(fd)
-            raise OutputConflict(f"{self.output}: another beholder run is writing it") from None
-        self._lock = fd
+        raise OutputConflict(f"{self.output}: other beholder runs keep finishing it; try again")
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -229,6 +268,42 @@ class ResumableWriter:
             shutil.rmtree(retired, ignore_errors=True)
 
 
+def _in_input_order(chunks: list[Path], keys: Sequence[str] | None, output: Path) -> Iterable[pa.Table]:
+    """The rows of `chunks` as tables, ordered by the position of their key in `keys`, each key once.
+
+    Each run writes its rows in input order, so chunks are usually ordered runs that follow one another (an
+    interrupted run's, then its resume's): they stream one at a time. Only when they interleave (inputs added
+    before the resume) are all rows read and sorted together."""
+    position = {key_to_text(key): i for i, key in enumerate(keys)} if keys is not None else None
+    seen: set[str] = set()
+    dropped = 0
+    parts: list[tuple[Path, list[int], list[int]]] = []  # chunk, rows kept, their positions
+    for chunk in chunks:
+        rows, places = [], []
+        for row, key in enumerate(pq.read_table(chunk, columns=["path"])["path"].to_pylist()):
+            place = len(seen) if position is None else position.get(key)
+            if place is None or key in seen:
+                dropped += place is None
+                continue
+            seen.add(key)
+            rows.append(row)
+            places.append(place)
+        order = sorted(range(len(rows)), key=places.__getitem__)
+        parts.append((chunk, [rows[i] for i in order], [places[i] for i in order]))
+    if dropped:
+        log.warning("%s: dropped %d row(s) of an earlier run for inputs not given this time", output, dropped)
+    parts = sorted((p for p in parts if p[1]), key=lambda p: p[2][0])
+    if all(a[2][-1] < b[2][0] for a, b in zip(parts, parts[1:])):
+        for chunk, rows, _ in parts:
+            yield pq.read_table(chunk).take(pa.array(rows, pa.int64()))
+        return
+    tables = [pq.read_table(chunk).take(pa.array(rows, pa.int64())) for chunk, rows, _ in parts]
+    schema = unify([t.schema for t in tables])
+    merged = pa.concat_tables([conform(t, schema) for t in tables])
+    places = pa.array([place for _, _, ps in parts for place in ps], pa.int64())
+    yield merged.take(pc.sort_indices(places))
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
@@ -237,3 +312,4 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedModel
 
 from beholder.config import CONFIG_NAME, ModelConfig
 from beholder.model.adapters import adapter_for
@@ -77,14 +77,35 @@ def load_model(
     hf_model = adapter.hf_class.from_pretrained(
         folder, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True
     )
-    if adapter.reads_prompt:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model: ScoringModel = AestheticModel(hf_model, tokenizer, config)
-    else:
-        model = EmbeddingModel(hf_model, config)
+    model = assemble(folder, config, hf_model, trust_remote_code=trust_remote_code)
     _load_heads(model, folder / HEADS_NAME)
     model.weights_files = tuple(files)
     return model.to(device).eval()
+
+
+def assemble(
+    folder: str | Path, config: ModelConfig, hf_model: PreTrainedModel, *, trust_remote_code: bool = False
+) -> ScoringModel:
+    """The beholder model around a folder's transformers model (loaded, or empty on the meta device), heads not yet
+    loaded: a chat VLM with the folder's tokenizer, or an image tower, as the backbone adapter says."""
+    if adapter_for(config.backbone).reads_prompt:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        return AestheticModel(hf_model, tokenizer, config)
+    return EmbeddingModel(hf_model, config)
+
+
+def empty_backbone(
+    folder: str | Path, config: ModelConfig, *, dtype: torch.dtype, trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """The folder's transformers model built from its config without reading weights (call under
+    `torch.device("meta")` to allocate nothing)."""
+    from transformers import AutoConfig
+
+    hf_class = adapter_for(config.backbone).hf_class
+    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if hasattr(hf_class, "from_config"):  # an Auto class
+        return hf_class.from_config(hf_config, dtype=dtype, trust_remote_code=trust_remote_code).eval()
+    return hf_class(hf_config).to(dtype).eval()
 
 
 def _load_heads(model: ScoringModel, path: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from beholder.errors import BeholderError
 from beholder.files import publish
 from beholder.model.aesthetic import AestheticModel
 from beholder.train.trainable import trainable_parameters
@@ -89,7 +90,7 @@ def load_weights(checkpoint: Checkpoint, model: AestheticModel) -> None:
     params = dict(trainable_parameters(model))
     if set(state) != set(params):
         missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
-        raise ValueError(
+        raise BeholderError(
             f"{checkpoint.path} does not fit this run's trainable parameters (was the config changed?): "
             f"missing {missing[:5]}, unexpected {extra[:5]}"
         )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from beholder.typedconfig import ConfigError, non_negative, positive
+
 HEAD_SWITCHES = ("regression", "lm", "expert", "metavoter")
 # How a part of the backbone trains in stage 1: not at all, through LoRA adapters, or every weight.
 Trainable = Literal["frozen", "lora", "full"]
@@ -22,6 +24,11 @@ class LoraSettings:
     r: int = 8  # rank of each low-rank update
     alpha: float = 32.0  # the update is scaled by alpha / r
     dropout: float = 0.05  # dropout on the adapters' input
+
+    def __post_init__(self) -> None:
+        positive(self, "r", "alpha")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout!r}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,14 @@ class Stage1Config:
     expert_weight: float = 1.0  # mu: weight of the Expert head's MSE, mean over its 12 nodes (f = 1)
     max_steps: int = 0  # stop after this many optimizer steps (0: run the epochs)
 
+    def __post_init__(self) -> None:
+        positive(self, "epochs", "batch_size", "micro_batch_size", "lr")
+        non_negative(self, "weight_decay", "max_grad_norm", "reg_weight", "expert_weight", "max_steps")
+        if self.head_lr is not None:
+            positive(self, "head_lr")
+        if not 0 <= self.warmup <= 1:
+            raise ConfigError(f"warmup: a share of the steps in [0, 1], got {self.warmup!r}")
+
 
 @dataclass(frozen=True)
 class Stage2Config:
@@ -50,6 +65,10 @@ class Stage2Config:
     batch_size: int = 64  # images per step (BatchNorm needs more than one)
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # AdamW decoupled weight decay
+
+    def __post_init__(self) -> None:
+        positive(self, "epochs", "batch_size", "lr")
+        non_negative(self, "weight_decay")
 
 
 @dataclass(frozen=True)
@@ -73,11 +92,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.heads) - set(HEAD_SWITCHES))
         if unknown:
-            raise ValueError(f"heads: unknown {unknown}; choose from {list(HEAD_SWITCHES)}")
+            raise ConfigError(f"heads: unknown {unknown}; choose from {list(HEAD_SWITCHES)}")
         if not {"regression", "lm"} & set(self.heads):
-            raise ValueError("heads: stage 1 needs the regression head or the LM head")
+            raise ConfigError("heads: stage 1 needs the regression head or the LM head")
         if "metavoter" in self.heads and not {"regression", "lm", "expert"} <= set(self.heads):
-            raise ValueError("heads: the MetaVoter fuses the regression, LM and Expert heads: all three are needed")
+            raise ConfigError("heads: the MetaVoter fuses the regression, LM and Expert heads: all three are needed")
+        positive(self, "keep_checkpoints", "eval_batch_size", "log_every")
+        non_negative(self, "save_every", "workers")
 
     @property
     def run_dir(self) -> Path:

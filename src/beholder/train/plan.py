@@ -8,11 +8,16 @@ each see exactly the same rows per step: that is what makes DDP a drop-in for si
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from beholder.errors import BeholderError
+from beholder.train.config import Stage1Config
+from beholder.typedconfig import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,12 +52,29 @@ class BatchPlan:
 
     def check(self, world: int, micro_batch_size: int) -> None:
         if self.batch_size % (world * micro_batch_size):
-            raise ValueError(
-                f"batch_size {self.batch_size} must be a multiple of processes x micro_batch_size "
+            raise ConfigError(
+                f"stage1.batch_size {self.batch_size} must be a multiple of processes x micro_batch_size "
                 f"({world} x {micro_batch_size})"
             )
         if self.steps < 1:
-            raise ValueError(f"{self.n_rows} rows x {self.epochs} epochs make no batch of {self.batch_size}")
+            raise ConfigError(f"{self.n_rows} rows x {self.epochs} epochs make no batch of {self.batch_size}")
+
+
+def fit_batches(config: Stage1Config, n_rows: int, world: int) -> Stage1Config:
+    """`config`, or, when the rows (times the epochs) make no batch of its size, the largest batch they make
+    of equal micro-batches per process, none larger than the configured one (the largest such micro-batch).
+    Too few rows for the processes is an error."""
+    available = int(n_rows * config.epochs)
+    if config.batch_size <= available:
+        return config
+    if available < world:
+        raise BeholderError(f"{n_rows} training rows x {config.epochs:g} epochs cannot feed {world} processes")
+
+    def batch(micro: int) -> int:
+        return available // (world * micro) * world * micro
+
+    micro = max(range(1, config.micro_batch_size + 1), key=lambda m: (batch(m), m))
+    return dataclasses.replace(config, batch_size=batch(micro), micro_batch_size=micro)
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:

@@ -16,6 +16,7 @@ import torch
 
 from beholder.config import HeadsConfig
 from beholder.data.rows import read_training_rows
+from beholder.errors import BeholderError, UsageError, require
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.folder import load_model, save_model
 from beholder.train.config import TrainConfig
@@ -42,7 +43,7 @@ def switched_heads(heads: HeadsConfig, on: tuple[str, ...]) -> HeadsConfig:
                   "mean": switched.level and switched.regression}[name]
         if usable:
             return dataclasses.replace(switched, fast=name)
-    raise ValueError("no one-pass head is left: keep the LM head or the regression head")
+    raise UsageError("no one-pass head is left: keep the LM head or the regression head")
 
 
 def initial_model(config: TrainConfig) -> AestheticModel:
@@ -50,7 +51,7 @@ def initial_model(config: TrainConfig) -> AestheticModel:
     loaded = load_model(config.model)
     missing = [h for h in ("regression", "lm", "expert", "metavoter") if h in config.heads and not _has(loaded, h)]
     if missing:
-        raise ValueError(f"{config.model} has no {missing} head(s) to train; its config lacks them")
+        raise UsageError(f"{config.model} has no {missing} head(s) to train; its config lacks them")
     name = config.name or config.run_dir.resolve().name
     model_config = loaded.config.replace(name=name, heads=switched_heads(loaded.config.heads, config.heads))
     model = AestheticModel(loaded.hf_model, loaded.tokenizer, model_config)
@@ -66,16 +67,17 @@ def _has(model: AestheticModel, head: str) -> bool:
 
 def train(config: TrainConfig) -> Path:
     """Run (or resume) both stages and export; returns the exported model folder."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    accelerator = Accelerator(
+    accelerate = require("accelerate", "train", "training")
+    require("peft", "train", "LoRA training")
+    rows = read_training_rows(config.train)  # a missing or malformed file fails before the model loads
+    if not rows:
+        raise BeholderError(f"{config.train} has no training rows")
+    accelerator = accelerate.Accelerator(
         cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.precision == "bfloat16" else "no"
     )
-    set_seed(config.seed)
+    accelerate.utils.set_seed(config.seed)
     config.run_dir.mkdir(parents=True, exist_ok=True)
     model = initial_model(config).to(accelerator.device)
-    rows = read_training_rows(config.train)
     builder = ExampleBuilder(model, expert_rows="expert" in config.heads, answers="lm" in config.heads,
                              seed=config.seed)
     peft_model = setup_stage1(model, config.stage1, config.seed)

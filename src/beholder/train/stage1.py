@@ -8,6 +8,7 @@ loss of a step is the sum of per-sample losses over the global batch divided by 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +21,7 @@ from beholder.train import checkpoint
 from beholder.train.config import TrainConfig
 from beholder.train.examples import Collator, RowDataset
 from beholder.train.losses import LossTerms, Stage1Loss
-from beholder.train.plan import BatchPlan, lr_factor
+from beholder.train.plan import BatchPlan, fit_batches, lr_factor
 from beholder.train.trainable import optimizer_groups, trainable_parameters
 
 _TERMS = ("total", "ce", "regression", "expert")
@@ -28,8 +29,12 @@ _TERMS = ("total", "ce", "regression", "expert")
 
 def run_stage1(accelerator, model: AestheticModel, dataset: RowDataset, config: TrainConfig) -> list[dict]:
     """Train from the newest checkpoint under the run folder (or from the start); returns the log records."""
-    cfg = config.stage1
     rank, world = accelerator.process_index, accelerator.num_processes
+    cfg = fit_batches(config.stage1, len(dataset), world)
+    if cfg != config.stage1 and accelerator.is_main_process:
+        print(f"note: {len(dataset)} training rows x {config.stage1.epochs:g} epochs make no batch of "
+              f"{config.stage1.batch_size}: batch_size {cfg.batch_size}, micro_batch_size {cfg.micro_batch_size}",
+              file=sys.stderr)
     plan = BatchPlan(len(dataset), cfg.batch_size, cfg.epochs, config.seed)
     plan.check(world, cfg.micro_batch_size)
     total = min(plan.steps, cfg.max_steps) if cfg.max_steps else plan.steps
@@ -70,7 +75,7 @@ def run_stage1(accelerator, model: AestheticModel, dataset: RowDataset, config: 
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
         records.append(record)
         if accelerator.is_main_process and ((step + 1) % config.log_every == 0 or step + 1 == total):
-            _log(config.run_dir, record)
+            _log(config.run_dir, record, total, eta=record["seconds"] / (step + 1 - start) * (total - step - 1))
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < total:
             _save(accelerator, folder, model, optimizer, step + 1, False, config)
     if start < total:
@@ -84,8 +89,15 @@ def _save(accelerator, folder: Path, model, optimizer, step: int, done: bool, co
                     config.keep_checkpoints, accelerator.wait_for_everyone)
 
 
-def _log(run_dir: Path, record: dict) -> None:
+def _log(run_dir: Path, record: dict, total: int, eta: float) -> None:
     with open(run_dir / "log.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"stage": 1, **record}) + "\n")
     terms = " ".join(f"{t}={record[t]:.4f}" for t in _TERMS)
-    print(f"stage 1 step {record['step']}: {terms} lr={record['lr']:.2e} ({record['seconds']:.0f}s)", flush=True)
+    timing = f"{_duration(record['seconds'])}, ETA {_duration(eta)}"
+    print(f"stage 1 step {record['step']}/{total}: {terms} lr={record['lr']:.2e} ({timing})", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from beholder.data.rows import TrainingRow
+from beholder.errors import BeholderError, require
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.heads import MetaVoter
 from beholder.train.config import Stage2Config
@@ -24,7 +25,7 @@ def voter_data(
     accelerator, model: AestheticModel, rows: list[TrainingRow], batch_size: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs (N, 3), overall targets (N,)) over the distinct images of `rows`."""
-    from accelerate.utils import gather_object
+    gather_object = require("accelerate.utils", "train", "training").gather_object
 
     targets = {row.image: row.overall for row in rows}  # one entry per image, whichever rows it has
     images = sorted(targets)
@@ -33,7 +34,7 @@ def voter_data(
     size = window_size(batch_size)
     windows = [images[i : i + size] for i in range(0, len(images), size)]
     mine = [path for window in windows[accelerator.process_index :: accelerator.num_processes] for path in window]
-    heads = predict_heads(model, mine, batch_size) if mine else {}
+    heads = predict_heads(model, mine, batch_size, progress=accelerator.is_main_process) if mine else {}
     local = [(path, [float(heads[name][i]) for name in VOTER_INPUTS]) for i, path in enumerate(mine)]
     gathered = dict(gather_object(local) if accelerator.num_processes > 1 else local)
     inputs = torch.tensor([gathered[path] for path in images], dtype=torch.float32)
@@ -44,7 +45,7 @@ def fit_metavoter(voter: MetaVoter, inputs: torch.Tensor, targets: torch.Tensor,
                   seed: int) -> list[float]:
     """Train `voter` in place with L1 (Eq. 6); returns the mean training loss of each epoch."""
     if len(inputs) < 2:
-        raise ValueError("the MetaVoter's BatchNorm needs at least two training images")
+        raise BeholderError("the MetaVoter's BatchNorm needs at least two training images")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(voter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     voter.requires_grad_(True).train()

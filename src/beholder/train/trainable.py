@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from beholder.errors import require
 from beholder.model.aesthetic import AestheticModel
 from beholder.train.config import Stage1Config
 
@@ -39,8 +40,7 @@ def part_of(name: str, parts: dict[str, str]) -> str | None:
 def setup_stage1(model: AestheticModel, config: Stage1Config, seed: int):
     """Freeze the model, add LoRA adapters and unfreeze what `config` trains; returns the peft model (its
     merge_and_unload() folds the adapters back into plain weights) or None when no part uses LoRA."""
-    from peft import LoraConfig, get_peft_model
-
+    peft = require("peft", "train", "LoRA training")
     parts = _parts(model.config.backbone)
     modes = {"vision": config.vision, "projector": config.projector, "language": config.language}
     model.requires_grad_(False)
@@ -55,7 +55,7 @@ def setup_stage1(model: AestheticModel, config: Stage1Config, seed: int):
         lora = config.lora
         with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question; not the user's concern
             warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-            peft_model = get_peft_model(model.hf_model, LoraConfig(
+            peft_model = peft.get_peft_model(model.hf_model, peft.LoraConfig(
                 r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets))
     for name, param in model.hf_model.named_parameters():
         if "lora_" not in name and modes.get(part_of(name, parts)) == "full":

@@ -1,0 +1,27 @@
+"""`beholder score --server URL`: the model of a `beholder serve` service as the scorer of the local pipeline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from beholder.errors import UsageError, require
+
+if TYPE_CHECKING:
+    from beholder.client import RemoteScorer
+
+
+def connect_scorer(args: argparse.Namespace) -> RemoteScorer:
+    """The served model behind the Scorer interface the pipeline uses. Model options are the server's: setting
+    one here is an error, not silently ignored."""
+    local = {"--device": args.device != "auto", "--dtype": args.dtype != "auto", "--max-tiles": args.max_tiles,
+             "--trust-remote-code": args.trust_remote_code, "--allow-pickle": args.allow_pickle,
+             "--draft-decode": args.draft_decode, "--exif-transpose": args.exif_transpose, "--alpha": args.alpha}
+    if any(local.values()):
+        raise UsageError(f"{', '.join(k for k, v in local.items() if v)}: the server's settings, not the client's")
+    require("httpx", "serve", "--server")
+    from beholder.client import Client, RemoteScorer
+
+    api_key = Path(args.api_key_file).read_text(encoding="utf-8").strip() if args.api_key_file else None
+    return RemoteScorer(Client(args.server, api_key=api_key), full=False if args.fast else None)
