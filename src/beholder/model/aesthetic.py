@@ -3,9 +3,10 @@
 Scoring paths (B images of one batch key, so every row has the same prompt length and no padding is needed):
   fast: one forward over [prefix | overall question]             -> level + regression heads
   full: one forward over [prefix] keeping its KV cache,
-        then [overall question] and [12-dim question] on top of it -> level, regression, expert, MetaVoter
-  named scores (prompt.scores, e.g. UniPercept's three): [prefix] once, then each question on its KV cache
-        -> the level head on each; the first is the overall score
+        then one over [overall question | 12-dim question] on top of it, each question seeing the prefix and
+        itself only                                               -> level, regression, expert, MetaVoter
+  named scores (prompt.scores, e.g. UniPercept's three): [prefix] once, then all questions in one pass on its
+        KV cache the same way -> the level head on each; the first is the overall score
 Only the LM-head rows of the tokens the level head reads are multiplied, never the (B, vocab) logits.
 """
 
@@ -56,6 +57,7 @@ class AestheticModel(nn.Module):
         self.tokenizer = tokenizer
         self.hf_model = hf_model
         self.weights_files: tuple[Path, ...] = ()  # the files its weights were loaded from (set by load_model)
+        self.fused: dict[str, int] = {}  # layers swapped for fused ones, by transformers class (beholder.model.fused)
         adapter = adapter_for(config.backbone)
         if not issubclass(adapter, ChatBackbone):
             raise ValueError(f"backbone {config.backbone!r} reads no prompt: it is not a chat model")
@@ -140,18 +142,17 @@ class AestheticModel(nn.Module):
 
     def _score_on_prefix(self, visuals: list[Visual], *, expert: bool) -> HeadOutputs:
         """The image prefix encoded once; the overall question (or each named one) and, if asked, the 12-dim
-        question continue from its KV cache."""
+        question continue from its KV cache, all in one pass (ChatBackbone.extend_each)."""
         prefix, images = self._batch_inputs(visuals)
         batch = len(visuals)
         _, context = self.backbone.encode(self._ids(prefix, batch), images, keep_cache=True)
         asked = self.named_question_ids or {"": self.question_ids}
-        hidden = {name: self.backbone.extend(self._ids(ids, batch), context)[:, -1] for name, ids in asked.items()}
-        expert_hidden = (
-            self.backbone.extend(self._ids(self.expert_question_ids, batch), context)[:, -1] if expert else None
-        )
-        out = self.heads_on(next(iter(hidden.values())), expert_hidden)
+        questions = [*asked.values(), *([self.expert_question_ids] if expert else [])]
+        hidden = self.backbone.extend_each([self._ids(ids, batch) for ids in questions], context)
+        named = dict(zip(asked, hidden))  # the expert question's hidden state, if asked, is the last
+        out = self.heads_on(hidden[0], hidden[-1] if expert else None)
         if self.named_question_ids:
-            out.scores = {name: self._level(h)[1] for name, h in hidden.items()}
+            out.scores = {name: self._level(h)[1] for name, h in named.items()}
         return out
 
     def _level(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

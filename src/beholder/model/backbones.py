@@ -16,6 +16,7 @@ The registry of named adapters is beholder.model.adapters.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -119,9 +120,45 @@ class ChatBackbone(Backbone):
 
     def extend(self, input_ids: torch.Tensor, context: Context) -> torch.Tensor:
         """input_ids (B, S) continuing the prefix in `context` -> last hidden state (B, S, hidden)."""
+        offsets = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return self._continue(input_ids, context, offsets)
+
+    def extend_each(self, questions: Sequence[torch.Tensor], context: Context) -> list[torch.Tensor]:
+        """Each of several continuations (B, S_i) of the prefix in `context`, in one forward pass -> each one's last
+        hidden state (B, hidden), in order.
+
+        The continuations sit side by side in one row per image: each starts at the position where the prefix ends,
+        and a block-diagonal causal mask lets each token see the prefix and the earlier tokens of its own
+        continuation only, so each gets what it would get alone (tested against one pass per continuation). Only
+        attention kernels that take an arbitrary mask can do that (SDPA, eager); with others, one pass each."""
+        implementation = self.model.config.get_text_config()._attn_implementation
+        if len(questions) == 1 or implementation not in ("sdpa", "eager"):
+            return [self.extend(ids, context)[:, -1] for ids in questions]
+        device, lengths = questions[0].device, [ids.shape[1] for ids in questions]
+        owner = torch.repeat_interleave(torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device))
+        offsets = torch.cat([torch.arange(n, device=device) for n in lengths])  # position after the prefix
+        sees = (owner[:, None] == owner[None, :]) & (offsets[:, None] >= offsets[None, :])  # (S, S)
+        prefix = torch.ones(len(offsets), context.length, dtype=torch.bool, device=device)
+        mask = torch.cat([prefix, sees], dim=1)[None, None]  # (1, 1, S, prefix + S): True where a token may look
+        if implementation == "eager":  # eager attention adds its mask to the scores
+            dtype = self.model.dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill_(~mask, torch.finfo(dtype).min)
+        hidden = self._continue(torch.cat(list(questions), dim=1), context, offsets, mask)
+        ends = torch.tensor(lengths, device=device).cumsum(0) - 1
+        return list(hidden[:, ends].unbind(1))
+
+    def _continue(
+        self, input_ids: torch.Tensor, context: Context, offsets: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One forward pass of input_ids (B, S) on the cache in `context`, token j at position prefix + offsets[j]
+        (under `mask`, or causal), the cache rewound afterwards -> last hidden state (B, S, hidden)."""
         try:
             out = self.base(
-                input_ids=input_ids, **self._continued_positions(input_ids, context), cache=context.cache, use_cache=True
+                input_ids=input_ids,
+                attention_mask=mask,
+                **self._continued_positions(input_ids, context, offsets),
+                cache=context.cache,
+                use_cache=True,
             )
         finally:
             context.rewind()
@@ -137,8 +174,9 @@ class ChatBackbone(Backbone):
         """Extra forward kwargs for a sequence with images, and the RoPE offsets a continuation needs."""
         return {}, None  # 1-D RoPE: the model counts positions itself
 
-    def _continued_positions(self, input_ids: torch.Tensor, context: Context) -> dict[str, Any]:
-        return {}  # 1-D RoPE continues from the cache length by itself
+    def _continued_positions(self, input_ids: torch.Tensor, context: Context, offsets: torch.Tensor) -> dict[str, Any]:
+        """Forward kwargs placing token j of a continuation (B, S) at position prefix + offsets[j]."""
+        return {"position_ids": (context.length + offsets).expand(input_ids.shape[0], -1)}  # 1-D RoPE
 
 
 class InternVLBackbone(ChatBackbone):
@@ -209,8 +247,8 @@ class QwenVLBackbone(ChatBackbone):
         )
         return {"position_ids": positions}, deltas
 
-    def _continued_positions(self, input_ids, context):
-        steps = torch.arange(context.length, context.length + input_ids.shape[1], device=input_ids.device)
+    def _continued_positions(self, input_ids, context, offsets):
+        steps = context.length + offsets  # text after the image: one position for all three axes, shifted
         positions = steps.view(1, 1, -1) + context.rope_deltas.view(1, -1, 1).to(input_ids.device)
         return {"position_ids": positions.expand(3, -1, -1)}
 
