@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from beholder.scoring import PreparedImage, Scorer
 
 # Provenance entries that may change between an interrupted run and its resume without changing the scores:
-# the device, and how the user named the model (a relative or absolute path to the same weights).
-_VOLATILE = ("device", "source")
+# the device, whether the forward is fused (both change scores by float rounding only), and how the user named the
+# model (a relative or absolute path to the same weights).
+_VOLATILE = ("device", "fused", "source")
 
 
 class ModelFailure(BeholderError, RuntimeError):

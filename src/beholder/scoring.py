@@ -94,6 +94,7 @@ class Scorer:
             "overrides": self.overrides,
             "prompt": dataclasses.asdict(self.config.prompt) if self.model.tokenizer is not None else None,
             "dtype": str(hf.dtype).removeprefix("torch."),
+            "fused": self.model.fused,  # layers running beholder's fused forward (empty: transformers' own)
             "device": str(hf.device),
             "beholder_version": __version__,
             "transformers_version": transformers.__version__,
@@ -230,6 +231,7 @@ def load(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     revision: str | None = None,
+    fused: bool = True,
 ) -> Scorer:
     """A Scorer for a local model folder, a released model (preset name or hub id, e.g. "baidu/ERNIE-Image-Aes":
     downloaded and converted once into beholder's cache) or the hub id of a beholder model folder.
@@ -238,11 +240,13 @@ def load(
     decode: DecodeConfig fields replacing the model's, each a departure from what the reference code does:
         {"draft": True} (faster JPEG decoding at reduced scale), {"exif_transpose": True}, {"alpha": "white"}.
     allow_pickle: load backbone weights from pickle files when the folder has no safetensors (pickles can run code).
+    fused: run the fused forward (beholder.model.fused: packed weights, fused kernels; the same maths, equal to
+        transformers' to float32 rounding); False keeps transformers' layers.
     The changed settings are recorded in `Scorer.provenance["overrides"]`.
     """
     folder, config, overrides = configure(name, max_tiles=max_tiles, decode=decode, revision=revision)
     model = load_model(folder, device=device, dtype=dtype, config=config, trust_remote_code=trust_remote_code,
-                       allow_pickle=allow_pickle)
+                       allow_pickle=allow_pickle, fused=fused)
     return Scorer(model, source=str(name), folder=folder, overrides=overrides)
 
 

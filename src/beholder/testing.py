@@ -119,10 +119,10 @@ def _internvl_config(tokenizer, size: dict):
     image_size = size["vision"]["image_size"]
     return InternVLConfig(
         vision_config=dict(**size["vision"], patch_size=14),
-        text_config=dict(
-            model_type="qwen2", vocab_size=size["vocab_size"] or len(tokenizer), max_position_embeddings=32768,
-            tie_word_embeddings=True, **size["text"],
-        ),
+        text_config={  # a shape may name another text model_type, e.g. "llama" (InternLM2 in transformers' layout)
+            "model_type": "qwen2", "vocab_size": size["vocab_size"] or len(tokenizer), "max_position_embeddings": 32768,
+            "tie_word_embeddings": True, **size["text"],
+        },
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         image_seq_length=(image_size // 14) ** 2 // 4,
     )

@@ -34,6 +34,12 @@ def add_model_options(group: argparse._ActionsContainer) -> None:
         "--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code to run (off)"
     )
     group.add_argument(
+        "--no-fuse",
+        dest="fused",
+        action="store_false",
+        help="run transformers' own layers instead of beholder's fused forward (same maths, slower)",
+    )
+    group.add_argument(
         "--allow-pickle",
         action="store_true",
         help="load weights from pickle files (pytorch_model.bin) when a folder has no safetensors; a pickle can run "
@@ -79,6 +85,7 @@ def load_options(args: argparse.Namespace) -> dict[str, object]:
         "decode": decode_options(args),
         "trust_remote_code": args.trust_remote_code,
         "allow_pickle": args.allow_pickle,
+        "fused": args.fused,
     }
 
 

@@ -19,6 +19,7 @@ import torch
 
 from beholder.model.devices import resolve_device, resolve_dtype
 from beholder.model.folder import assemble, empty_backbone
+from beholder.model.fused import fuse
 from beholder.model.weights import weight_files
 from beholder.scoring import Scorer, configure
 
@@ -33,16 +34,19 @@ def load_preprocessor(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     revision: str | None = None,
+    fused: bool = True,
 ) -> Scorer:
     """A Scorer for `name`, taking `beholder.load`'s arguments, whose weights are never read.
 
     device, dtype: what the scoring workers will use: they set the provenance's dtype (nothing is allocated, and
-    "cuda" needs no GPU here)."""
+    "cuda" needs no GPU here). fused: fuse the empty model as the scoring workers fuse theirs, for the provenance."""
     folder, config, overrides = configure(name, max_tiles=max_tiles, decode=decode, revision=revision)
     torch_dtype = resolve_dtype(dtype, resolve_device(device) if device == "auto" else torch.device(device))
     with torch.device("meta"):
         hf_model = empty_backbone(folder, config, dtype=torch_dtype, trust_remote_code=trust_remote_code)
         model = assemble(folder, config, hf_model, trust_remote_code=trust_remote_code)
+        if fused:
+            model.fused = fuse(model.hf_model.eval())
     model.weights_files = tuple(weight_files(folder, allow_pickle=allow_pickle))  # hashed for the provenance
     return Scorer(model, source=str(name), folder=folder, overrides=overrides)
 

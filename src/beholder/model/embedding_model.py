@@ -37,6 +37,7 @@ class EmbeddingModel(nn.Module):
         self.config = config
         self.hf_model = hf_model
         self.weights_files: tuple[Path, ...] = ()  # the files its weights were loaded from (set by load_model)
+        self.fused: dict[str, int] = {}  # layers swapped for fused ones, by transformers class (beholder.model.fused)
         self.backbone: EmbeddingBackbone = adapter(hf_model, config.preprocess)
         self.heads = AestheticHeads(self.backbone.feature_size, heads, None)
 

@@ -23,6 +23,7 @@ from beholder.model.adapters import adapter_for
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.devices import resolve_device, resolve_dtype
 from beholder.model.embedding_model import EmbeddingModel
+from beholder.model.fused import fuse
 from beholder.model.weights import HEADS_NAME, weight_files
 
 # What a model folder loads into: a chat VLM with its prompts, or an image tower with a head on its embedding.
@@ -34,6 +35,8 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def save_model(model: ScoringModel, folder: str | Path) -> Path:
+    if model.fused:
+        raise ValueError("a fused model holds packed weights, not the checkpoint's: load it with fused=False to save it")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.hf_model.save_pretrained(folder, safe_serialization=True)
@@ -65,9 +68,11 @@ def load_model(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     config: ModelConfig | None = None,
+    fused: bool = False,
 ) -> ScoringModel:
     """Build the model of a model folder (see module docstring); `config` overrides beholder.json.
-    `model.weights_files` lists the files its weights came from."""
+    `model.weights_files` lists the files its weights came from. fused: swap in the fused forward for inference
+    (beholder.model.fused; `model.fused` says which layers)."""
     folder = Path(folder)
     config = config or read_config(folder)
     files = weight_files(folder, allow_pickle=allow_pickle)
@@ -80,7 +85,10 @@ def load_model(
     model = assemble(folder, config, hf_model, trust_remote_code=trust_remote_code)
     _load_heads(model, folder / HEADS_NAME)
     model.weights_files = tuple(files)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if fused:
+        model.fused = fuse(model.hf_model)
+    return model
 
 
 def assemble(

@@ -1,0 +1,91 @@
+"""One linear layer and its epilogue on the fastest kernel torch has for the device: y = act(x W^T + b) [+ residual].
+
+On CPU (torch's x86 wheels are built with oneDNN) the bias, the activation and the residual add run inside the
+matmul as oneDNN post-ops (`torch.ops.mkldnn._linear_pointwise`, the kernel torch.compile's CPU backend emits for
+the same pattern): the output is written once, with no bias broadcast copied into it first (what `addmm` does) and
+no second pass over it for the activation or the add. Elsewhere (CUDA) it is F.linear, then the activation and the
+add in place on the fresh output.
+
+Weights are packed when built: the rows of several projections that read the same input are concatenated (q/k/v,
+gate/up), and a per-output-channel scale that follows a projection (InternViT's layer scale) is folded into its
+weight and bias, in float32 and rounded once to the weights' dtype.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Activation = Literal["gelu", "gelu_tanh", "silu"]
+
+# transformers' `hidden_act` names -> ours; an activation not listed here leaves its layer unfused.
+ACTIVATIONS: dict[str, Activation] = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "silu": "silu"}
+TORCH_ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu}
+_ONEDNN_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "silu": ("swish", "")}  # (attr, algorithm)
+
+
+def onednn_runs(x: torch.Tensor) -> bool:
+    """Whether oneDNN's fused linear kernel takes this input: a CPU tensor in float32 or bfloat16 on a oneDNN build."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and torch.backends.mkldnn.enabled
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+class FusedLinear(nn.Module):
+    """A linear layer with its epilogue: activation (or none), then an optional residual added by the caller."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, activation: Activation | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)  # (out, in)
+        self.bias = None if bias is None else nn.Parameter(bias.contiguous(), requires_grad=False)  # (out,)
+        self.activation = activation
+
+    @classmethod
+    def pack(
+        cls, *linears: nn.Linear, activation: Activation | None = None, scale: torch.Tensor | None = None
+    ) -> FusedLinear:
+        """The projections' output rows stacked in order (one matmul for several that read the same input), with
+        `scale` (out,) folded in: scale * (x W^T + b) == x (scale W)^T + scale b."""
+        weight = torch.cat([linear.weight.detach() for linear in linears])
+        biases = [linear.bias for linear in linears]
+        if all(b is None for b in biases):
+            bias = None
+        else:  # a projection without a bias among ones with: zeros (adding 0 is exact)
+            bias = torch.cat([
+                (b.detach() if b is not None else linear.weight.new_zeros(linear.out_features))
+                for b, linear in zip(biases, linears)
+            ])
+        if scale is not None:
+            dtype, scale = weight.dtype, scale.detach().float()
+            weight = (weight.float() * scale[:, None]).to(dtype)
+            bias = None if bias is None else (bias.float() * scale).to(dtype)
+        return cls(weight, bias, activation)
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """act(x W^T + b), plus `residual` (same shape as the output) when given. (B, ..., in) -> (B, ..., out)."""
+        if residual is not None and self.activation is not None:
+            raise ValueError("a residual is added after a projection without activation, not after one with it")
+        if onednn_runs(x) and x.dtype == self.weight.dtype:
+            if residual is not None:
+                return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.weight, self.bias, "add")
+            attr, algorithm = _ONEDNN_ACTIVATIONS.get(self.activation, ("none", ""))
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, attr, [], algorithm)
+        y = F.linear(x, self.weight, self.bias)
+        if self.activation is not None:
+            y = TORCH_ACTIVATIONS[self.activation](y)
+        return y.add_(residual) if residual is not None else y
+
+    def extra_repr(self) -> str:
+        out, inp = self.weight.shape
+        return f"in={inp}, out={out}, bias={self.bias is not None}, activation={self.activation}"
