@@ -1,6 +1,6 @@
 """A faster forward for the backbones beholder runs, swapped in at load time: `fuse(model)`.
 
-Each transformers layer of a kind listed in `FUSED_LAYERS` is replaced by a fused equivalent holding packed weights
+Each transformers layer of a kind `_fusers` lists is replaced by a fused equivalent holding packed weights
 (q/k/v and gate/up in one matmul each, layer scales folded into the weights, bias + activation + residual as matmul
 epilogues on oneDNN): the same maths in fewer, larger kernels that write each output once. Layers of other kinds
 keep transformers' forward. The fused layers subclass the ones they replace, so transformers' hidden-state capture

@@ -1,5 +1,6 @@
-"""Decoder layers of the language models beholder runs, with packed weights: one q/k/v matmul, one gate/up matmul,
-and the two residual adds as epilogues of the o_proj and down_proj matmuls (beholder.model.fused.linear).
+"""Decoder layers of the language models beholder runs, with packed weights: one q/k/v matmul, gate and up packed in
+one weight with the activation and the product as matmul epilogues, and the two residual adds as epilogues of the
+o_proj and down_proj matmuls (beholder.model.fused.linear).
 
 One implementation serves every pre-norm decoder layer of the Llama pattern that beholder's chat backbones use:
 Qwen2 and Llama (InternVL's Qwen2 and InternLM2 language models), Qwen2-VL, Qwen2.5-VL and Qwen3-VL (whose
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from beholder.model.fused.linear import ACTIVATIONS, TORCH_ACTIVATIONS, FusedLinear
+from beholder.model.fused.linear import ACTIVATIONS, FusedGatedLinear, FusedLinear
 
 
 class FusedDecoderLayer(nn.Module):
@@ -40,9 +41,8 @@ class FusedDecoderLayer(nn.Module):
         self.q_size, self.kv_size = attention.q_proj.out_features, attention.k_proj.out_features
         self.qkv = FusedLinear.pack(attention.q_proj, attention.k_proj, attention.v_proj)
         self.o_proj = FusedLinear.pack(attention.o_proj)
-        self.gate_up = FusedLinear.pack(mlp.gate_proj, mlp.up_proj)
+        self.gate_up = FusedGatedLinear.pack(mlp.gate_proj, mlp.up_proj, activation=ACTIVATIONS[self.config.hidden_act])
         self.down_proj = FusedLinear.pack(mlp.down_proj)
-        self.activation = TORCH_ACTIVATIONS[ACTIVATIONS[self.config.hidden_act]]
         module = inspect.getmodule(type(layer))
         self.rotate = module.apply_rotary_pos_emb  # the family's own RoPE function
         self.attention_default = module.eager_attention_forward
@@ -67,8 +67,7 @@ class FusedDecoderLayer(nn.Module):
         hidden_states = self.attend(
             self.input_layernorm(hidden_states), hidden_states, attention_mask, cache, position_embeddings, **kwargs
         )
-        gate, up = self.gate_up(self.post_attention_layernorm(hidden_states)).split(self.gate_up.out_features // 2, -1)
-        return self.down_proj(self.activation(gate) * up, residual=hidden_states)
+        return self.down_proj(self.gate_up(self.post_attention_layernorm(hidden_states)), residual=hidden_states)
 
     def attend(self, normed, residual, attention_mask, cache, position_embeddings, **kwargs) -> torch.Tensor:
         """residual + o_proj(self-attention over `normed`)."""

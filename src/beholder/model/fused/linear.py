@@ -89,3 +89,23 @@ class FusedLinear(nn.Module):
     def extra_repr(self) -> str:
         out, inp = self.weight.shape
         return f"in={inp}, out={out}, bias={self.bias is not None}, activation={self.activation}"
+
+
+class FusedGatedLinear(FusedLinear):
+    """A gated MLP's input side, act(x Wg^T + bg) * (x Wu^T + bu), from one packed [gate | up] weight.
+
+    On oneDNN it runs as two matmuls on the weight's two halves, each with its epilogue (the activation on the gate,
+    the product with the gate on the up projection), so neither output is read again; elsewhere as one matmul
+    over the packed weight, then the activation and the product."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ..., in) -> (B, ..., out / 2)."""
+        half = self.out_features // 2
+        bias = (None, None) if self.bias is None else self.bias.split(half)
+        if onednn_runs(x) and x.dtype == self.weight.dtype:
+            gate_weight, up_weight = self.weight.split(half)  # row blocks of a contiguous weight: contiguous views
+            attr, algorithm = _ONEDNN_ACTIVATIONS[self.activation]
+            gate = torch.ops.mkldnn._linear_pointwise(x, gate_weight, bias[0], attr, [], algorithm)
+            return torch.ops.mkldnn._linear_pointwise.binary(x, gate, up_weight, bias[1], "mul")
+        gate, up = F.linear(x, self.weight, self.bias).split(half, dim=-1)
+        return TORCH_ACTIVATIONS[self.activation](gate).mul_(up)
