@@ -54,7 +54,8 @@ FUSED = {
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def pair(request):
-    """(transformers' model, the same weights fused, name): random layer scales, so folding them is tested."""
+    """(transformers' model, the same weights fused and prepacked for oneDNN, name): random layer scales, so
+    folding them is tested."""
     backbone, size = MODELS[request.param]
     model = build_model(backbone, seed=0, size=size)
     generator = torch.Generator().manual_seed(1)
@@ -89,18 +90,27 @@ def test_fused_forward_equals_transformers_in_float32(pair):
     torch.testing.assert_close(_hidden(fused), _hidden(model), rtol=0, atol=1e-5)
 
 
-def test_generic_kernels_equal_the_onednn_ones(pair, monkeypatch):
-    """Without oneDNN (as on CUDA) the fused layers run F.linear + in-place epilogues: the same result."""
-    model, fused, _ = pair
-    monkeypatch.setattr(linear, "onednn_runs", lambda x: False)
+@pytest.mark.parametrize("kernels", ["oneDNN on plain weights", "F.linear (no oneDNN, as on CUDA)"])
+def test_every_kernel_path_equals_transformers(pair, kernels, monkeypatch):
+    """Not prepacked, the fused layers run oneDNN on the plain weights; without oneDNN (as on CUDA), F.linear and
+    in-place epilogues: the same result either way."""
+    model = pair[0]
+    if kernels.startswith("F.linear"):
+        monkeypatch.setattr(linear, "onednn_runs", lambda x: False)
+    fused = copy.deepcopy(model)
+    fuse(fused.hf_model, prepack=False)
+    assert not any(m.packed for m in fused.hf_model.modules() if isinstance(m, FusedLinear))
     torch.testing.assert_close(_hidden(fused), _hidden(model), rtol=0, atol=1e-5)
 
 
 def test_fused_bfloat16_is_as_close_to_float32_as_transformers_bfloat16(pair):
     model = pair[0]
     reference = _hidden(model)
-    plain = (_hidden(copy.deepcopy(model).to(torch.bfloat16), torch.bfloat16) - reference).abs()
-    ours = (_hidden(copy.deepcopy(pair[1]).to(torch.bfloat16), torch.bfloat16) - reference).abs()
+    plain_model = copy.deepcopy(model).to(torch.bfloat16)
+    fused_model = copy.deepcopy(plain_model)  # fused in its final dtype, as beholder.load does
+    fuse(fused_model.hf_model)
+    plain = (_hidden(plain_model, torch.bfloat16) - reference).abs()
+    ours = (_hidden(fused_model, torch.bfloat16) - reference).abs()
     assert ours.mean() <= 1.1 * plain.mean()
     assert ours.max() <= 1.5 * plain.max()
 
@@ -159,6 +169,15 @@ def test_no_fuse_flag_reaches_load():
     add_model_options(parser)
     assert load_options(parser.parse_args([]))["fused"] is True
     assert load_options(parser.parse_args(["--no-fuse"]))["fused"] is False
+
+
+def test_prepacked_weights_replace_the_plain_ones_and_refuse_to_move():
+    fused = build_model("internvl")
+    fuse(fused.hf_model)
+    layers = [m for m in fused.hf_model.modules() if isinstance(m, FusedLinear)]
+    assert all(m.packed and m.weight.device.type == "meta" for m in layers)  # the plain copies are released
+    with pytest.raises(RuntimeError, match="fused=False"):
+        fused.hf_model.to(torch.bfloat16)
 
 
 def test_fuse_refuses_a_model_in_training_mode():

@@ -7,7 +7,8 @@ keep transformers' forward. The fused layers subclass the ones they replace, so 
 and `isinstance` checks still see them.
 
 Inference only: packed weights take no gradients, and a fused model is not saved (its tensors are not the
-checkpoint's). `beholder.load(..., fused=False)` / `--no-fuse` keeps transformers' layers.
+checkpoint's); on CPU its weights are prepacked for oneDNN, so it is fused on its final device and dtype and stays
+there. `beholder.load(..., fused=False)` / `--no-fuse` keeps transformers' layers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from functools import cache
 from torch import nn
 
 from beholder.model.fused.decoder import fused_decoder_class
+from beholder.model.fused.linear import FusedLinear
 from beholder.model.fused.vision import FusedInternVLVisionLayer
 
 
@@ -37,9 +39,12 @@ def _fusers() -> dict[type[nn.Module], type[nn.Module]]:
     return fusers
 
 
-def fuse(model: nn.Module) -> dict[str, int]:
+def fuse(model: nn.Module, *, prepack: bool = True) -> dict[str, int]:
     """Replace every fusable layer of `model` (a transformers model in eval mode, on its final device and dtype) by
-    its fused equivalent, in place; returns how many layers of each kind were fused (empty: none)."""
+    its fused equivalent, in place; returns how many layers of each kind were fused (empty: none).
+
+    prepack: on CPU, reorder the fused weights once for oneDNN (FusedLinear.prepack); the model can then no longer
+    be moved, cast or deep-copied."""
     if model.training:
         raise ValueError("fuse() is for inference: put the model in eval mode first (fused layers take no gradients)")
     fusers, fused = _fusers(), Counter()
@@ -50,4 +55,7 @@ def fuse(model: nn.Module) -> dict[str, int]:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, fused_class(layer).eval())
         fused[type(layer).__name__] += 1
+    for module in model.modules() if prepack else ():
+        if isinstance(module, FusedLinear):
+            module.prepack()
     return dict(sorted(fused.items()))

@@ -8,7 +8,10 @@ add in place on the fresh output.
 
 Weights are packed when built: the rows of several projections that read the same input are concatenated (q/k/v,
 gate/up), and a per-output-channel scale that follows a projection (InternViT's layer scale) is folded into its
-weight and bias, in float32 and rounded once to the weights' dtype.
+weight and bias, in float32 and rounded once to the weights' dtype. On CPU they are then prepacked: reordered once
+into the blocked layout oneDNN's matmul reads, which it otherwise makes from the whole weight at every call (a third
+of a matmul's time at a few hundred tokens; measured in BENCHMARKS.md). The plain copy is released, so a prepacked
+layer runs on that CPU in that dtype only: a model is moved or cast before it is fused, never after.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ Activation = Literal["gelu", "gelu_tanh", "silu"]
 ACTIVATIONS: dict[str, Activation] = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "silu": "silu"}
 TORCH_ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh"), "silu": F.silu}
 _ONEDNN_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh"), "silu": ("swish", "")}  # (attr, algorithm)
+_PACKED_FOR_ROWS = 1024  # the rows (tokens) oneDNN chooses the packed layout for; any number of rows runs on it
 
 
 def onednn_runs(x: torch.Tensor) -> bool:
@@ -43,9 +47,10 @@ class FusedLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, activation: Activation | None = None):
         super().__init__()
-        self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)  # (out, in)
+        self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)  # (out, in); on "meta" once prepacked
         self.bias = None if bias is None else nn.Parameter(bias.contiguous(), requires_grad=False)  # (out,)
         self.activation = activation
+        self.packed: tuple[torch.Tensor, ...] = ()  # oneDNN's blocked copies of `blocks()`, once prepacked
 
     @classmethod
     def pack(
@@ -72,15 +77,41 @@ class FusedLinear(nn.Module):
     def out_features(self) -> int:
         return self.weight.shape[0]
 
+    def blocks(self) -> tuple[torch.Tensor, ...]:
+        """The weight as the oneDNN kernels take it: whole (a gated layer: its gate and up halves)."""
+        return (self.weight.detach(),)
+
+    def prepack(self) -> bool:
+        """Reorder the weight once into oneDNN's layout and keep only that; the parameter stays as a shape on the
+        meta device. False, and nothing changed, where oneDNN does not run this weight (not on CPU, say)."""
+        if self.packed or not onednn_runs(self.weight):
+            return False
+        self.packed = tuple(torch.ops.mkldnn._reorder_linear_weight(w, _PACKED_FOR_ROWS) for w in self.blocks())
+        self.weight = nn.Parameter(self.weight.detach().to("meta"), requires_grad=False)
+        return True
+
+    def _apply(self, fn, recurse=True):
+        if self.packed:
+            raise RuntimeError("a fused model's weights are prepacked for the CPU and dtype it was loaded with: it "
+                               "cannot be moved or cast (load it with fused=False, or on the device and dtype wanted)")
+        return super()._apply(fn, recurse)
+
+    def onednn_operands(self, x: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """The weight blocks oneDNN multiplies `x` by, or None when oneDNN does not run `x` (F.linear does)."""
+        if self.packed:
+            return self.packed  # x is on the CPU in the weights' dtype: _apply refuses to move a prepacked layer
+        return self.blocks() if onednn_runs(x) and x.dtype == self.weight.dtype else None
+
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """act(x W^T + b), plus `residual` (same shape as the output) when given. (B, ..., in) -> (B, ..., out)."""
         if residual is not None and self.activation is not None:
             raise ValueError("a residual is added after a projection without activation, not after one with it")
-        if onednn_runs(x) and x.dtype == self.weight.dtype:
+        operands = self.onednn_operands(x)
+        if operands is not None:
             if residual is not None:
-                return torch.ops.mkldnn._linear_pointwise.binary(x, residual, self.weight, self.bias, "add")
+                return torch.ops.mkldnn._linear_pointwise.binary(x, residual, operands[0], self.bias, "add")
             attr, algorithm = _ONEDNN_ACTIVATIONS.get(self.activation, ("none", ""))
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, attr, [], algorithm)
+            return torch.ops.mkldnn._linear_pointwise(x, operands[0], self.bias, attr, [], algorithm)
         y = F.linear(x, self.weight, self.bias)
         if self.activation is not None:
             y = TORCH_ACTIVATIONS[self.activation](y)
@@ -88,22 +119,27 @@ class FusedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         out, inp = self.weight.shape
-        return f"in={inp}, out={out}, bias={self.bias is not None}, activation={self.activation}"
+        return (f"in={inp}, out={out}, bias={self.bias is not None}, activation={self.activation}, "
+                f"prepacked={bool(self.packed)}")
 
 
 class FusedGatedLinear(FusedLinear):
     """A gated MLP's input side, act(x Wg^T + bg) * (x Wu^T + bu), from one packed [gate | up] weight.
 
-    On oneDNN it runs as two matmuls on the weight's two halves, each with its epilogue (the activation on the gate,
-    the product with the gate on the up projection), so neither output is read again; elsewhere as one matmul
+    On oneDNN it runs as two matmuls, on the gate and the up half, each with its epilogue (the activation on the
+    gate; the product with the gate on the up projection), so neither output is read again; elsewhere as one matmul
     over the packed weight, then the activation and the product."""
+
+    def blocks(self) -> tuple[torch.Tensor, ...]:
+        return self.weight.detach().split(self.out_features // 2)  # row blocks: contiguous views
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ..., in) -> (B, ..., out / 2)."""
         half = self.out_features // 2
         bias = (None, None) if self.bias is None else self.bias.split(half)
-        if onednn_runs(x) and x.dtype == self.weight.dtype:
-            gate_weight, up_weight = self.weight.split(half)  # row blocks of a contiguous weight: contiguous views
+        operands = self.onednn_operands(x)
+        if operands is not None:
+            gate_weight, up_weight = operands
             attr, algorithm = _ONEDNN_ACTIVATIONS[self.activation]
             gate = torch.ops.mkldnn._linear_pointwise(x, gate_weight, bias[0], attr, [], algorithm)
             return torch.ops.mkldnn._linear_pointwise.binary(x, gate, up_weight, bias[1], "mul")
