@@ -115,10 +115,7 @@ class AestheticModel(nn.Module):
         keys = {v.key for v in visuals}
         if len(keys) != 1:
             raise ValueError(f"a batch must share one visual key (tile count / patch grid), got {sorted(keys)}")
-        images = {k: t.to(self.device) for k, t in self.backbone.collate(visuals).items()}
-        if "pixel_values" in images:
-            images["pixel_values"] = images["pixel_values"].to(self.hf_model.dtype)
-        return self.prefix_ids(visuals[0].n_tokens), images
+        return self.prefix_ids(visuals[0].n_tokens), self.backbone.model_inputs(visuals)
 
     def _ids(self, ids: tuple[int, ...], batch: int) -> torch.Tensor:
         return torch.tensor(ids, dtype=torch.long, device=self.device).expand(batch, -1)

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 
+from beholder.model.devices import to_device
 from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, normalize
 
 
@@ -73,6 +74,14 @@ class Backbone:
 
     def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def model_inputs(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
+        """`collate`'s tensors on the model's device, pixel values in its dtype: cast on the host before the copy
+        (half the bytes to a GPU; float32 -> bfloat16 rounds the same there and here)."""
+        images = self.collate(visuals)
+        if "pixel_values" in images:
+            images["pixel_values"] = images["pixel_values"].to(self.model.dtype)
+        return {name: to_device(tensor, self.model.device) for name, tensor in images.items()}
 
     def square_views(self, image: Image.Image) -> np.ndarray:
         """The preprocessing mode's square views of `image`, normalised: (n_views, 3, S, S) float32."""

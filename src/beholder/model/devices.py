@@ -29,3 +29,12 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype == torch.float16 and device.type == "cpu":
         raise ValueError("float16 is not supported on CPU (slow and overflow-prone); use bfloat16 or float32")
     return dtype
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor onto `device`. To a GPU through pinned (page-locked) memory with an asynchronous copy, so the
+    transfer overlaps the work already queued there and the host thread goes on preparing the next batch; a plain
+    `.to` elsewhere (a no-op on the CPU)."""
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

@@ -48,9 +48,7 @@ class EmbeddingModel(nn.Module):
     @torch.inference_mode()
     def embed(self, visuals: list[Visual]) -> torch.Tensor:
         """(B, D) image embeddings, as the image tower gives them (before any normalisation of the head)."""
-        images = {k: t.to(self.device) for k, t in self.backbone.collate(visuals).items()}
-        images["pixel_values"] = images["pixel_values"].to(self.hf_model.dtype)
-        return self.backbone.features(images)
+        return self.backbone.features(self.backbone.model_inputs(visuals))
 
     @torch.inference_mode()
     def score_fast(self, visuals: list[Visual]) -> HeadOutputs:
