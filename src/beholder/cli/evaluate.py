@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 from beholder.cli.exits import EXIT_STATUS_HELP, failed_status
 from beholder.errors import BeholderError, UsageError
+from beholder.files import file_slug
 from beholder.evaluate import (
     LAYOUTS,
     Evaluation,
@@ -127,7 +127,7 @@ def _evaluate(args: argparse.Namespace) -> list[Evaluation]:
     entries: list[Predictions] = [read_predictions(p, scale=args.pred_scale) for p in args.predictions]
     for name in args.model:
         scorer = load_scorer(args, name)
-        table = Path(args.output) / f"predictions-{_slug(name)}.jsonl"
+        table = Path(args.output) / f"predictions-{file_slug(name)}.jsonl"
         predictions = score_benchmark(
             scorer,
             benchmark,
@@ -170,8 +170,3 @@ def _formats(text: str) -> tuple[str, ...]:
     if not formats or set(formats) - set(FORMATS):
         raise argparse.ArgumentTypeError(f"expected some of {','.join(FORMATS)}, got {text!r}")
     return formats
-
-
-def _slug(name: str) -> str:
-    """A file-name-safe form of a model name or path ("KwaiVGI/HumanAesExpert-1B" -> "KwaiVGI_HumanAesExpert-1B")."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "model"

@@ -340,7 +340,7 @@
 
   function undo() {
     if (readOnly) return toast("a read-only export: nothing to undo");
-    send("undo").then(({ undone }) => {
+    send("undo", {}).then(({ undone }) => {
       if (!undone) return toast("nothing to undo");
       setDecision(undone.row, undone.decision);
       if (!R.items.some((r) => r.id === undone.row)) refilter(undone.row);
@@ -514,7 +514,7 @@
   }
 
   function pairUndo() {
-    send("undo").then(({ undone }) => {
+    send("undo", {}).then(({ undone }) => {
       if (!undone) return toast("nothing to undo");
       if (undone.side) P.picks.set(undone.pair, undone.side); else P.picks.delete(undone.pair);
       P.cursor = P.pairs.findIndex((p) => p.id === undone.pair);
