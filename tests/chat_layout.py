@@ -327,13 +327,15 @@ def metavoter(t: dict, scores: torch.Tensor) -> torch.Tensor:
 SEPARATORS = {"Hermes-2": "<|im_end|>", "internlm2-chat": "<|im_end|>", "internvl2_5": "<|im_end|>\n"}
 
 
-def original_query(template: str, system: str, question: str, n_image_tokens: int, *, swift: bool = False) -> str:
+def original_query(template: str, system: str, question: str, n_image_tokens: int, *, swift: bool = False,
+                   after_image: str = "\n") -> str:
     """The string InternVLChatModel.chat()/score() tokenises: '<image>\\n' + question in the MPT conversation
     layout (the system turn written even for an empty message), '<image>' replaced by <img><IMG_CONTEXT>...</img>;
     the assistant turn left open. swift: HumanAesExpert's training layout, where the image becomes
-    <img>...</img> followed by a newline."""
+    <img>...</img> followed by a newline. after_image: what the question puts after '<image>' (UniPercept's
+    score() writes '<image>Rate ...', nothing)."""
     sep = SEPARATORS[template]
-    query = f"<|im_start|>system\n{system}{sep}<|im_start|>user\n<image>\n{question}{sep}<|im_start|>assistant\n"
+    query = f"<|im_start|>system\n{system}{sep}<|im_start|>user\n<image>{after_image}{question}{sep}<|im_start|>assistant\n"
     image = "<img>" + "<IMG_CONTEXT>" * n_image_tokens + "</img>" + ("\n" if swift else "")
     return query.replace("<image>", image, 1)
 

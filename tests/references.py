@@ -6,6 +6,9 @@ their description, loop by loop, without beholder's code: the tests hold beholde
   build_transform    ToTensor (x / 255) then Normalize((x - mean) / std), channel first
   expand2square      the pad-to-square helper of InternVL's and Q-Align's code; callers fill with int(c * 255)
   qalign_pixels      Q-Align: expand2square with the truncated CLIP mean, resized to a square, CLIP mean / std
+  clip_preprocess    OpenAI clip.load's / open_clip's eval transform on a file as opened: torchvision Resize(n, bicubic)
+                     (the long side int(n * long / short)), CenterCrop(n) at int(round((size - n) / 2)), RGB last
+  predictor_head     LAION's / aesthetic-predictor-v2.5's head: x / ||x||, then the Linears in order, no activations
 """
 
 from __future__ import annotations
@@ -87,3 +90,26 @@ def qalign_pixels(image, size):
     square image its shortest-edge bicubic resize and centre crop are one resize to size x size), CLIP mean/std."""
     square = expand2square(image, pad_fill(CLIP_MEAN)).resize((size, size), Image.Resampling.BICUBIC)
     return build_transform([square], CLIP_MEAN, CLIP_STD)
+
+
+def clip_preprocess(image, size):
+    """torchvision's Resize(size) + CenterCrop(size), then convert("RGB"), ToTensor, Normalize(CLIP): (1, 3, n, n)."""
+    width, height = image.size
+    if width <= height:
+        new_width, new_height = size, int(size * height / width)
+    else:
+        new_width, new_height = int(size * width / height), size
+    if (new_width, new_height) != image.size:
+        image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
+    top = int(round((new_height - size) / 2.0))
+    left = int(round((new_width - size) / 2.0))
+    image = image.crop((left, top, left + size, top + size)).convert("RGB")
+    return build_transform([image], CLIP_MEAN, CLIP_STD)
+
+
+def predictor_head(embedding, layers):
+    """embedding (B, D); layers: [(weight (out, in), bias (out,)), ...] in order -> (B,)."""
+    x = embedding / embedding.norm(dim=-1, keepdim=True)
+    for weight, bias in layers:
+        x = x @ weight.T + bias
+    return x[:, 0]

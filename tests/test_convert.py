@@ -15,6 +15,7 @@ from transformers import AutoTokenizer
 
 import beholder
 from beholder.cli import main
+from beholder.config import FORMAT_VERSION
 from beholder.convert import ConversionError, HeadLayoutError, convert_checkpoint
 from beholder.convert.tokenizer import load_tokenizer
 from beholder.model.folder import ModelNotFoundError
@@ -116,7 +117,7 @@ def test_internlm2_checkpoint_without_heads_matches_the_original_forward(internl
     assert out.lm_native[0].item() == pytest.approx(_reference_level(tensors, scorer, "internlm2", hidden).item(),
                                                     abs=ATOL)
     heads = scorer.config.heads
-    assert (heads.regression, heads.expert, heads.metavoter, heads.fast) == (False, None, None, "level")
+    assert (heads.regression, heads.expert, heads.metavoter, heads.fast) == (None, None, None, "level")
     assert scorer.config.prompt.template == "internlm2-chat" and scorer.scale == (0.0, 100.0)
 
 
@@ -250,7 +251,7 @@ def test_a_released_id_is_downloaded_and_converted_once_then_reused(fake_hub, tm
     first = beholder.load("baidu/ERNIE-Image-Aes")
     second = beholder.load("ernie-image-aes")
     assert len(conversions) == 1 and first.folder == second.folder
-    assert first.folder == tmp_path / "cache" / "converted" / "format-2" / f"baidu--ERNIE-Image-Aes--{'ab' * 20}"
+    assert first.folder == tmp_path / "cache" / "converted" / f"format-{FORMAT_VERSION}" / f"baidu--ERNIE-Image-Aes--{'ab' * 20}"
     repo_id, kwargs = fake_hub[0]
     assert repo_id == "baidu/ERNIE-Image-Aes"
     assert not any(p.endswith((".bin", ".pt", ".py")) for p in kwargs["allow_patterns"])

@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast
 
 import beholder
 from beholder.cli import main
-from beholder.config import ModelConfig
+from beholder.config import FORMAT_VERSION, ModelConfig
 from beholder.images import DecodeConfig, load_image
 from beholder.io import InputPlan, OutputConflict, ResumableWriter, read_provenance
 from beholder.model.aesthetic import level_token_ids
@@ -233,7 +233,7 @@ def test_a_format_1_folder_decodes_like_the_references(tiny_internvl):
     config = ModelConfig.from_dict(old)
     assert config.preprocess.decode == DecodeConfig() and config.preprocess.pad_rounding == "truncate"
     assert config.prompt.system_turn == "always" and config.prompt.after_image is None
-    assert config.format_version == 2
+    assert config.format_version == FORMAT_VERSION
 
 
 def test_cli_opt_ins_reach_the_output_provenance(tmp_path, tiny_internvl):

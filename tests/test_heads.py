@@ -83,8 +83,8 @@ def test_metavoter_is_linear_batchnorm_relu_linear_in_eval():
 
 def test_heads_config_validation():
     with pytest.raises(ValueError, match="MetaVoter"):
-        AestheticHeads(8, HeadsConfig(regression=False, fast="level"), [1, 2, 3, 4, 5])
+        AestheticHeads(8, HeadsConfig(regression=None, fast="level"), [1, 2, 3, 4, 5])
     with pytest.raises(ValueError, match="heads.fast"):
         AestheticHeads(8, HeadsConfig(fast="vote"), [1, 2, 3, 4, 5])
     with pytest.raises(ValueError, match="needs heads"):
-        AestheticHeads(8, HeadsConfig(regression=False, expert=None, metavoter=None), [1, 2, 3, 4, 5])
+        AestheticHeads(8, HeadsConfig(regression=None, expert=None, metavoter=None), [1, 2, 3, 4, 5])

@@ -11,7 +11,7 @@ import pytest
 
 import beholder
 from beholder.config import Activation, BackboneName, TemplateName
-from beholder.model.backbones import ADAPTERS
+from beholder.model.adapters import ADAPTERS
 from beholder.model.heads import ACTIVATIONS
 from beholder.model.prompts import TEMPLATES
 

@@ -1,8 +1,9 @@
 """Typed configuration of an aesthetic model: backbone, prompts, heads, preprocessing and score scale.
 
 A ModelConfig is written next to the weights as `beholder.json`, so a model folder carries everything needed
-to score with it. Model variants (HumanAesExpert, ArtiMuse-style token-as-score, Q-Align-style levels) are
-different ModelConfig values, never different classes.
+to score with it. Model variants (HumanAesExpert, ArtiMuse-style token-as-score, Q-Align-style levels, UniPercept's
+three named scores, LAION-style MLPs on a CLIP or SigLIP image embedding) are different ModelConfig values, never
+different classes.
 """
 
 from __future__ import annotations
@@ -20,15 +21,26 @@ from beholder.typedconfig import from_dict
 CONFIG_NAME = "beholder.json"
 # 2: decoding and prompt-layout fields (preprocess.decode, preprocess.pad_rounding, prompt.system_turn,
 #    prompt.after_image), all defaulting to the references' behaviour.
-FORMAT_VERSION = 2
+# 3: image-embedding backbones (clip, siglip), the crop preprocessing mode, named scores (prompt.scores), and
+#    heads.regression as an MLP config (format 2's `true` is the one Linear it was).
+FORMAT_VERSION = 3
 
 # Choices, spelled out so a typo in beholder.json fails when it is read (beholder.typedconfig checks Literal values).
 # They name entries of the registries in beholder.model (tests/test_structure.py keeps the two in step).
-BackboneName = Literal["internvl", "qwen2_vl", "qwen2_5_vl", "qwen3_vl"]  # model.backbones.ADAPTERS
+BackboneName = Literal["internvl", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "clip", "siglip"]  # model.adapters.ADAPTERS
 TemplateName = Literal["internvl2", "internlm2-chat", "internvl2_5", "qwen2_vl"]  # model.prompts.TEMPLATES
 Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]  # model.heads.ACTIVATIONS
 
 INTERNVL2_SYSTEM = "You are an AI assistant whose name is InternLM (书生·浦语)."
+
+
+@dataclass(frozen=True)
+class NamedQuestion:
+    """One of several named scores a chat model gives about one image (UniPercept: iaa, iqa, ista)."""
+
+    name: str  # the score's name, written as the column score_<name>
+    question: str  # continues the shared image prefix, as PromptConfig.question does
+    answer_prefix: str = ""  # assistant text before the scored token
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,9 @@ class PromptConfig:
     answer_prefix: str = "The aesthetics of the human image is"  # assistant text before the scored token
     expert_question: str = "Rate the aesthetics of this human picture from 12 different dimensions."
     expert_answer_prefix: str = ""  # the Expert head reads the last position of this (12-dim) turn
+    scores: tuple[NamedQuestion, ...] = ()  # named scores, each its own question on the one encoded image prefix,
+    #                                         read by the level head; the first is the model's `score`. When set,
+    #                                         `question` and `answer_prefix` are not asked.
 
 
 @dataclass(frozen=True)
@@ -69,9 +84,20 @@ class MetaVoterConfig:
 
 
 @dataclass(frozen=True)
+class RegressionHeadConfig:
+    """A feature vector (B, D) -> [x / ||x||] -> Linear -> [activation] -> ... -> Linear -> (B,): HumanAesExpert's one
+    Linear on the last hidden state, or LAION's / aesthetic-predictor-v2.5's MLP on an image embedding."""
+
+    hidden: tuple[int, ...] = ()  # widths between the feature and the output; (): one Linear(D, 1)
+    activation: Activation | None = None  # between the Linears; None: none (LAION's released linear-MSE MLPs)
+    l2_normalize: bool = False  # divide the feature by its L2 norm first (LAION, aesthetic-predictor-v2.5)
+    native: bool = False  # the head outputs the model's native scale (LAION: about 1-10), not [0, 1]
+
+
+@dataclass(frozen=True)
 class HeadsConfig:
     level: LevelHeadConfig | None = field(default_factory=LevelHeadConfig)
-    regression: bool = True  # Linear(hidden_size, 1) on the last hidden state
+    regression: RegressionHeadConfig | None = field(default_factory=RegressionHeadConfig)
     expert: ExpertHeadConfig | None = field(default_factory=ExpertHeadConfig)
     metavoter: MetaVoterConfig | None = field(default_factory=MetaVoterConfig)
     fast: Literal["level", "regression", "mean"] = "regression"  # the head giving the one-pass score ("mean": of
@@ -89,6 +115,11 @@ class ModelConfig:
     hub_id: str | None = None  # where the weights come from, for provenance
     license: str | None = None
     format_version: int = FORMAT_VERSION
+
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        """The named scores the model gives (score_<name> columns); () for a model with one score."""
+        return tuple(q.name for q in self.prompt.scores)
 
     @property
     def has_full(self) -> bool:
@@ -123,7 +154,11 @@ def _upgrade(data: dict[str, Any], version: int) -> dict[str, Any]:
     Format 1 wrote `preprocess.draft: true` into every file: it was the default then, not a choice anyone made
     (no option set it), so it is dropped and a format-1 folder decodes at full size like the references. The
     fields format 2 added take their defaults, which are the references' behaviour.
+    Format 2 wrote `heads.regression` as true (one Linear) or false (none); format 3 writes that head's config.
     """
     if version < 2 and isinstance(data.get("preprocess"), dict):
         data = {**data, "preprocess": {k: v for k, v in data["preprocess"].items() if k != "draft"}}
+    heads = data.get("heads")
+    if version < 3 and isinstance(heads, dict) and isinstance(heads.get("regression"), bool):
+        data = {**data, "heads": {**heads, "regression": {} if heads["regression"] else None}}
     return data

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from beholder.errors import UsageError
 from beholder.io import Located, key_from_text, key_to_text, locate, read_tar_members
-from beholder.results import DIM_PREFIX
+from beholder.results import DIM_PREFIX, SCORE_PREFIX
 from beholder.standard import DIMENSIONS
 
 LINK_MODES = ("copy", "symlink", "hardlink")
@@ -206,7 +206,7 @@ class SetStats:
 
 @dataclass(frozen=True)
 class MetricComparison:
-    metric: str  # "score" or a dim_<key> column
+    metric: str  # "score", a score_<name> or a dim_<key> column
     a: SetStats
     b: SetStats
     diff: float  # mean(A) - mean(B); for paired sets, the mean of the per-image differences
@@ -215,7 +215,7 @@ class MetricComparison:
     test: str  # "wilcoxon" (paired) | "mann-whitney" (unpaired)
     statistic: float
     p_value: float
-    p_adjusted: float  # Holm-adjusted over the dimensions; the same as p_value for the overall score
+    p_adjusted: float  # Holm-adjusted over the named scores and dimensions; the same as p_value for the overall score
     winner: str | None  # "A" | "B" | None when the difference is not significant
 
 
@@ -253,7 +253,8 @@ def compare(
     confidence: float = 0.95,
     provenance: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> Comparison:
-    """Compare the scores of two tables, overall and per dimension, and say which set wins.
+    """Compare the scores of two tables, overall, per named score (score_<name>) and per dimension, and say which set
+    wins.
 
     paired: None decides from the data: paired when both tables hold the same set of unique `key`s (the same
         images scored twice, e.g. by two checkpoints or before/after an edit), else unpaired. Paired sets are
@@ -269,9 +270,9 @@ def compare(
         raise UsageError(f"cannot pair on {key!r}: its values are not unique in both tables")
     if paired:
         a_ok, b_ok = _align(a_ok, b_ok, key)
-    metrics = ["score"] + [
-        DIM_PREFIX + k for k in DIMENSIONS if DIM_PREFIX + k in a.column_names and DIM_PREFIX + k in b.column_names
-    ]
+    named = [c for c in a.column_names if c.startswith(SCORE_PREFIX) and c in b.column_names]
+    dims = [DIM_PREFIX + k for k in DIMENSIONS if DIM_PREFIX + k in a.column_names and DIM_PREFIX + k in b.column_names]
+    metrics = ["score", *named, *dims]
     results = [_compare_metric(m, a_ok, b_ok, paired, alpha, confidence) for m in metrics]
     results = results[:1] + _holm(results[1:], alpha)
     return Comparison(
@@ -372,7 +373,8 @@ def _mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
 
 
 def _holm(results: list[MetricComparison], alpha: float) -> list[MetricComparison]:
-    """Holm-Bonferroni over the dimension tests, so twelve looks at the data do not inflate false wins."""
+    """Holm-Bonferroni over the named-score and dimension tests, so many looks at the data do not inflate false
+    wins."""
     tested = sorted((r.p_value, i) for i, r in enumerate(results) if not math.isnan(r.p_value))
     adjusted = [math.nan] * len(results)
     running = 0.0

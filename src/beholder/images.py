@@ -54,14 +54,18 @@ def load_image(
     *,
     target: SizeTarget | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    rgb: bool = True,
 ) -> Image.Image:
     """Decode `source` (a path, bytes or a PIL image) to an RGB PIL image as `config` says.
+
+    rgb: False keeps the image's own mode (after the EXIF turn and alpha opt-ins), for preprocessing that converts
+    to RGB itself after resizing, as OpenAI's CLIP preprocessing does.
 
     target: used only with `config.draft`: JPEGs are then decoded at the smallest DCT scale that keeps both sides
     at least `target(width, height)` (width and height as the image will be seen, upright or not per config).
     """
     if isinstance(source, Image.Image):
-        return _to_rgb(source, config)
+        return _to_rgb(source, config, rgb)
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else _open_regular(source)
     with fp:
         if not fp.read(1):
@@ -83,7 +87,7 @@ def load_image(
             raise ImageError("cannot decode image: no image format recognised (not an image, or corrupt)") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:  # PIL's ways of saying corrupt or not an image
             raise ImageError(f"cannot decode image: {exc}") from exc
-    return _to_rgb(image, config)
+    return _to_rgb(image, config, rgb)
 
 
 def _open_regular(path: str | os.PathLike) -> BinaryIO:
@@ -119,14 +123,14 @@ def _draft(image: Image.Image, target: SizeTarget, *, upright: bool) -> None:
     image.draft("RGB", (max(1, wanted[0]), max(1, wanted[1])))
 
 
-def _to_rgb(image: Image.Image, config: DecodeConfig) -> Image.Image:
+def _to_rgb(image: Image.Image, config: DecodeConfig, rgb: bool = True) -> Image.Image:
     try:
         if config.exif_transpose:
             image = ImageOps.exif_transpose(image)
         if config.alpha == "white" and _has_alpha(image):
             rgba = image.convert("RGBA")
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return image if image.mode == "RGB" or not rgb else image.convert("RGB")
     except ValueError as exc:  # a mode Pillow cannot convert (e.g. "La")
         raise ImageError(f"cannot convert a {image.mode} image to RGB: {exc}") from exc
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from tqdm import tqdm
 
-from beholder.errors import BeholderError
+from beholder.errors import BeholderError, UsageError
 from beholder.io.readers import Item
 from beholder.io.writers import TableTotals
 from beholder.results import Annotation, ScoreResult
@@ -128,6 +128,8 @@ def scoring(scorer: Scorer, *, full: bool | None = None, batch_size: int = 8) ->
 def annotating(scorer: Scorer, *, batch_size: int = 8, sample: bool = False, max_new_tokens: int | None = None) -> Task:
     """Annotate: the 12-line text, greedy by default; `sample` uses the official settings (sampling on, up to
     1024 new tokens, the model's own generation config otherwise)."""
+    if scorer.model.tokenizer is None:
+        raise UsageError(f"{scorer.source} is an image-embedding model: it has no language model to annotate with")
     generation = {"do_sample": sample, "max_new_tokens": max_new_tokens or (1024 if sample else 160)}
 
     def run(prepared: Sequence[PreparedImage]) -> list[Result]:

@@ -4,10 +4,18 @@ Modes, each handled where it belongs:
   tiles     InternVL dynamic tiling: a grid of square tiles plus a whole-image thumbnail  (SQUARE_VIEWS)
   squash    one square view, the image resized to it (ArtiMuse)                            (SQUARE_VIEWS)
   pad       one square view, the image centred on a square canvas, then resized (Q-Align)  (SQUARE_VIEWS)
+  crop      one square view: the shortest side resized to the square's, the centre cut out (CLIP)  (SQUARE_VIEWS)
   qwen2_vl  the Qwen-VL processor: dynamic-resolution patches               (beholder.model.backbones)
 Every step restates the reference's: bicubic resizes, row-major tiles, ToTensor (x / 255), then
 (x - mean) / std; the pad colour is `tuple(int(c * 255) for c in mean)` (truncated), as InternVL's and Q-Align's
 `expand2square` callers write it.
+
+The crop mode follows torchvision's Resize(N) + CenterCrop(N), which OpenAI's `clip.load` and open_clip use: the
+long side becomes int(N * long / short) (truncated), the crop starts at int(round((size - N) / 2)) (Python's round,
+halves to even); with `convert_rgb="after_crop"` the image keeps its own mode (palette, grey, alpha) through the
+resize and crop and becomes RGB last, as those pipelines do with a file opened without convert("RGB").
+transformers' CLIPImageProcessor differs in two places: it converts to RGB first and floors the crop offset
+(`crop_offset="floor"`, `convert_rgb="on_decode"`).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-Mode = Literal["tiles", "squash", "pad", "qwen2_vl"]
+Mode = Literal["tiles", "squash", "pad", "crop", "qwen2_vl"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,11 @@ class PreprocessConfig:
     pad_fill: tuple[float, float, float] = CLIP_MEAN  # pad mode: canvas colour, 0..1 RGB
     pad_rounding: Literal["truncate", "round"] = "truncate"  # pad_fill to 0..255: int(c * 255) as the references;
     #                                                          "round" gives e.g. (123, 117, 104) for the CLIP mean
+    crop_offset: Literal["round", "floor"] = "round"  # crop mode: where the centre crop starts, (size - N) / 2
+    #   "round": Python's round (halves to even), torchvision's CenterCrop; "floor": transformers' CLIPImageProcessor
+    convert_rgb: Literal["on_decode", "after_crop"] = "on_decode"  # when the image becomes RGB: at decoding
+    #   (Image.open(p).convert("RGB")), or in crop mode after the resize and crop (clip.load's preprocess on a file
+    #   opened as it is: a palette image is then resized nearest-neighbour, transparency premultiplied)
     min_pixels: int = 56 * 56  # qwen2_vl mode: bounds on the resized image area
     max_pixels: int = 28 * 28 * 1280
     decode: DecodeConfig = field(default_factory=DecodeConfig)  # file -> RGB; the default is the references'
@@ -60,15 +73,18 @@ class PreprocessConfig:
             return self.image_size * cols, self.image_size * rows
         if self.mode == "squash":
             return self.image_size, self.image_size
-        if self.mode == "pad":  # the long side is resized to image_size, the short side in proportion
-            scale = self.image_size / max(width, height)
+        if self.mode in ("pad", "crop"):  # pad: the long side becomes image_size; crop: the short side
+            scale = self.image_size / (max if self.mode == "pad" else min)(width, height)
             return math.ceil(width * scale), math.ceil(height * scale)
         return None  # qwen2_vl resizes by pixel budget; decode at full size
 
 
 def decode_image(source: ImageSource, config: PreprocessConfig) -> Image.Image:
-    """`source` decoded as the model's preprocessing says (see beholder.images.DecodeConfig)."""
-    return load_image(source, config.decode, target=config.draft_size)
+    """`source` decoded as the model's preprocessing says (see beholder.images.DecodeConfig): in RGB, or in its own
+    mode when the crop mode converts it after cropping."""
+    if config.convert_rgb == "after_crop" and config.mode != "crop":
+        raise ValueError(f"preprocess.convert_rgb='after_crop' needs the crop mode, not {config.mode!r}")
+    return load_image(source, config.decode, target=config.draft_size, rgb=config.convert_rgb == "on_decode")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,9 +180,28 @@ def _pad(config: PreprocessConfig, image: Image.Image) -> list[Image.Image]:
     return [square.resize((config.image_size, config.image_size), Image.Resampling.BICUBIC)]
 
 
-# The square-view modes: mode -> (config, RGB image) -> views of config.image_size, normalised by the adapter.
+def _crop(config: PreprocessConfig, image: Image.Image) -> list[Image.Image]:
+    side = config.image_size
+    width, height = image.size
+    long_side = int(side * max(width, height) / min(width, height))
+    size = (side, long_side) if width <= height else (long_side, side)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    left, top = (_crop_start(extra, config.crop_offset) for extra in (size[0] - side, size[1] - side))
+    view = image.crop((left, top, left + side, top + side))
+    return [view if view.mode == "RGB" else view.convert("RGB")]
+
+
+def _crop_start(extra: int, rounding: str) -> int:
+    """Where a centre crop starts on a side `extra` pixels longer than the crop."""
+    return int(round(extra / 2)) if rounding == "round" else extra // 2
+
+
+# The square-view modes: mode -> (config, decoded image) -> RGB views of config.image_size, normalised by the
+# adapter.
 SQUARE_VIEWS: dict[str, Callable[[PreprocessConfig, Image.Image], list[Image.Image]]] = {
     "tiles": _tiles,
     "squash": _squash,
     "pad": _pad,
+    "crop": _crop,
 }

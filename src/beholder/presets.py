@@ -4,9 +4,14 @@ Families:
   humanaesexpert  LM level head (bad..excellent = 1..5) + regression + Expert (12 dims) + MetaVoter, 0-1,
                   InternVL dynamic tiles with thumbnail
   artimuse        "token as score": expectation over 101 two-letter tokens = 0..100, one 448 squash
+  unipercept      ArtiMuse's token as score asked three questions (aesthetics iaa, quality iqa, structure and
+                  texture ista) on one encoded image, three scores 0..100
   qalign          5-level expectation (excellent..bad = 5..1), 1-5, padded to a square with the CLIP mean
+  laion-aesthetic-v1 / -v2, aesthetic-predictor-v2.5
+                  an MLP (v1: one Linear) on an L2-normalised CLIP ViT-L/14 / SigLIP so400m image embedding, ~1-10
 Released models (a family plus a hub id, licence and the prompts of their public code): humanaesexpert-1b/-8b,
-the ArtiMuse checkpoints and ernie-image-aes. They ship in InternVL's chat layout; `beholder.load(name or hub id)`
+the ArtiMuse checkpoints, ernie-image-aes and unipercept ship in InternVL's chat layout; the LAION predictors and
+aesthetic-predictor-v2.5 as a hub image tower plus a pickled head (HEAD_FILES). `beholder.load(name or hub id)`
 downloads and converts them once (beholder.convert).
 """
 
@@ -15,8 +20,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import string
+from dataclasses import dataclass
 
-from beholder.config import HeadsConfig, LevelHeadConfig, ModelConfig, PromptConfig
+from beholder.config import (
+    HeadsConfig,
+    LevelHeadConfig,
+    ModelConfig,
+    NamedQuestion,
+    PromptConfig,
+    RegressionHeadConfig,
+)
 from beholder.preprocess import CLIP_MEAN, CLIP_STD, PreprocessConfig
 
 # ArtiMuse score tokens: aa..az = 0..25, ca..cy = 26..50, da..dy = 51..75, ea..ey = 76..100 (no 'b' prefix).
@@ -60,16 +73,52 @@ _ARTIMUSE_PROMPT = PromptConfig(
 
 _TOKEN_AS_SCORE_HEADS = HeadsConfig(
     level=LevelHeadConfig(tokens=ARTIMUSE_TOKENS, weights=tuple(float(i) for i in range(101))),
-    regression=False,
+    regression=None,
     expert=None,
     metavoter=None,
     fast="level",
 )
 
+# UniPercept's scoring question, byte for byte as InternVLChatModel.score() writes it in the public UniPercept code
+# (github.com/thunderbolt215/UniPercept, src/internvl/model/internvl_chat/modeling_unipercept.py, and the same in
+# the unipercept-reward 1.0.3 package): an f-string "<image>Rate the {desc} score ...", "<image>" with no newline
+# after it (so nothing comes between </img> and the question), the typos "73-ec, 74-ed" kept. {desc} is
+# "aesthetics" (iaa), "quality" (iqa) or "structure and texture richness" (ista), as eval_vr.py and the package's
+# reward() name them. sha256 of this template a3486c60...305279.
+UNIPERCEPT_QUESTION = (
+    "Rate the {desc} score of the image in 0-100. In the output format, numbers are replaced by 2 corresponding "
+    "letters, and the mapping relationship is: score 0 to 25: 0-aa, 1-ab, 2-ac, 3-ad, ... , 25-az, \n"
+    "score 26 to 50: 26-ca, 27-cb, 28-cc, 29-cd, ..., 50-cy, \n"
+    "score 51 to 75: 51-da, 52-db, 53-dc, 54-dd, ..., 75-dy, \n"
+    "score 76 to 100: 76-ea, 77-eb, 73-ec, 74-ed, ..., 100-ey. \n"
+    "The answer only outputs 2 corresponding letters."
+)
+UNIPERCEPT_SCORES = {"iaa": "aesthetics", "iqa": "quality", "ista": "structure and texture richness"}
+
 # HumanAesExpert's heads were trained (with swift) on prompts where the image placeholder is "<img>...</img>\n" and
 # the query "<image>\n" + question, so the model saw "</img>\n\n{question}". Its inference code is not public;
 # scoring uses the training layout.
 HUMANAESEXPERT_AFTER_IMAGE = "\n\n"
+
+# LAION's aesthetic predictors read OpenAI's CLIP ViT-L/14 through `clip.load` (v2) or open_clip (v1), whose
+# preprocessing is torchvision's Resize(224, bicubic) + CenterCrop(224) on the file as opened, RGB conversion last.
+_CLIP_CROP = PreprocessConfig(
+    mode="crop", image_size=224, max_tiles=1, thumbnail=False, mean=CLIP_MEAN, std=CLIP_STD,
+    crop_offset="round", convert_rgb="after_crop",
+)
+# The released linear-MSE MLPs: 768 -> 1024 -> 128 -> 64 -> 16 -> 1 with no activations (their dropouts do nothing at
+# inference), on the L2-normalised embedding, predicting the mean rating (about 1-10) directly.
+_LAION_MLP = RegressionHeadConfig(hidden=(1024, 128, 64, 16), l2_normalize=True, native=True)
+
+
+def _image_predictor(
+    name: str, backbone: str, head: RegressionHeadConfig, preprocess: PreprocessConfig, hub_id: str, license: str
+) -> ModelConfig:
+    """An MLP on an image tower's embedding predicting a mean rating of about 1-10."""
+    heads = HeadsConfig(level=None, regression=head, expert=None, metavoter=None, fast="regression")
+    return ModelConfig(name=name, backbone=backbone, scale=(1.0, 10.0), heads=heads, preprocess=preprocess,
+                       hub_id=hub_id, license=license)
+
 
 PRESETS: dict[str, ModelConfig] = {
     "humanaesexpert": ModelConfig(
@@ -94,7 +143,7 @@ PRESETS: dict[str, ModelConfig] = {
             level=LevelHeadConfig(
                 tokens=(" excellent", " good", " fair", " poor", " bad"), weights=(5.0, 4.0, 3.0, 2.0, 1.0)
             ),
-            regression=False,
+            regression=None,
             expert=None,
             metavoter=None,
             fast="level",
@@ -110,6 +159,68 @@ PRESETS: dict[str, ModelConfig] = {
             expert_question="",
         ),
     ),
+    "laion-aesthetic-v2": _image_predictor(
+        "laion-aesthetic-v2", "clip", _LAION_MLP, _CLIP_CROP, "openai/clip-vit-large-patch14",
+        "Apache-2.0",  # the predictor's repository; CLIP's weights are MIT
+    ),
+    "laion-aesthetic-v1": _image_predictor(
+        "laion-aesthetic-v1", "clip", RegressionHeadConfig(l2_normalize=True, native=True),  # one Linear(768, 1)
+        _CLIP_CROP, "openai/clip-vit-large-patch14", "MIT",
+    ),
+    # Its head is laid out as LAION's (Dropouts between the Linears, no activations), on SigLIP's pooled embedding,
+    # L2-normalised. Preprocessing: Image.open(p).convert("RGB"), then google/siglip-so400m-patch14-384's
+    # SiglipImageProcessor: a bicubic resize to 384 x 384, x / 255, mean and std 0.5.
+    "aesthetic-predictor-v2.5": _image_predictor(
+        "aesthetic-predictor-v2.5", "siglip", _LAION_MLP,
+        PreprocessConfig(mode="squash", image_size=384, max_tiles=1, thumbnail=False, mean=(0.5,) * 3, std=(0.5,) * 3),
+        "google/siglip-so400m-patch14-384",
+        "AGPL-3.0",  # the predictor's code and head; SigLIP's weights are Apache-2.0
+    ),
+}
+
+
+@dataclass(frozen=True)
+class HeadFile:
+    """A head released outside the hub as a pickled PyTorch state dict of Linear layers: downloaded once, checked
+    against its sha256, read with torch.load(weights_only=True) at conversion, its Linears mapped in order onto the
+    preset's regression head."""
+
+    url: str
+    sha256: str  # of the file as released; a download that differs is refused
+    home: str  # where it is published, for listings
+
+
+# The heads of the embedding presets; their image towers come from the preset's hub id.
+HEAD_FILES: dict[str, HeadFile] = {
+    "laion-aesthetic-v2": HeadFile(
+        "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac+logos+ava1-l14-linearMSE.pth",
+        "21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0",
+        "github.com/christophschuhmann/improved-aesthetic-predictor",
+    ),
+    "laion-aesthetic-v1": HeadFile(
+        "https://github.com/LAION-AI/aesthetic-predictor/raw/main/sa_0_4_vit_l_14_linear.pth",
+        "2cd4e60f4f24ae3bcd57b847b13c1f3ba27edc28cc1a7f9ce74ee9f421243cba",
+        "github.com/LAION-AI/aesthetic-predictor",
+    ),
+    "aesthetic-predictor-v2.5": HeadFile(
+        "https://github.com/discus0434/aesthetic-predictor-v2-5/raw/main/models/aesthetic_predictor_v2_5.pth",
+        "a6caf256b3dc434273c98dcb12f6bf17c5d4fc647d8df11f038386923dd06220",
+        "github.com/discus0434/aesthetic-predictor-v2-5",
+    ),
+}
+
+# Parameters of each released model (backbone and heads), for listings. The image-tower predictors are counted
+# from their configurations (CLIP ViT-L/14's image tower with its projection 303,966,208 + MLP 927,969 or Linear 769;
+# SigLIP so400m's image tower 428,225,600 + MLP 1,321,185); the chat models are their authors' "1B" / "8B".
+SIZES: dict[str, str] = {
+    "humanaesexpert-1b": "~1B",
+    "humanaesexpert-8b": "~8B",
+    **dict.fromkeys(("artimuse-10k", "artimuse-ava", "artimuse-flickr-aes", "artimuse-para", "artimuse-tad66k"), "~8B"),
+    "ernie-image-aes": "~8B",
+    "unipercept": "~8B",
+    "laion-aesthetic-v2": "305M",
+    "laion-aesthetic-v1": "304M",
+    "aesthetic-predictor-v2.5": "430M",
 }
 
 
@@ -134,6 +245,19 @@ PRESETS.update(
             name: _release("artimuse", name, repo, "unknown")
             for name, repo in _ARTIMUSE_REPOS.items()
         },
+        # ArtiMuse's reading (the same one 448 squash, ImageNet mean/std, in eval_vr.py and the package's inferencer),
+        # asked three questions on one encoded image.
+        "unipercept": _release(
+            "artimuse", "unipercept", "Thunderbolt215215/UniPercept",
+            "Apache-2.0",  # the unipercept-reward package's metadata; the code repository has no licence file
+            prompt=dataclasses.replace(
+                _ARTIMUSE_PROMPT,
+                question="",
+                after_image="",
+                scores=tuple(NamedQuestion(name, UNIPERCEPT_QUESTION.format(desc=desc))
+                             for name, desc in UNIPERCEPT_SCORES.items()),
+            ),
+        ),
         # Initialised from ArtiMuse; its model card defers setup and inference to the ArtiMuse code, whose score()
         # prompt it therefore shares.
         "ernie-image-aes": _release("artimuse", "ernie-image-aes", "baidu/ERNIE-Image-Aes", "Apache-2.0"),
@@ -147,6 +271,12 @@ HUB_ALIASES: dict[str, str] = {
 }
 
 
+def _by_hub_id() -> list[ModelConfig]:
+    """Released models a hub id names on its own: not those whose hub id is only their image tower (one tower
+    serves several predictors, and the tower alone is no aesthetic model)."""
+    return [c for name, c in PRESETS.items() if c.hub_id and name not in HEAD_FILES]
+
+
 def find_release(name: str) -> tuple[str, ModelConfig] | None:
     """A released model by preset name or hub id (any alias, any case) -> (hub id to download, its preset).
 
@@ -156,8 +286,8 @@ def find_release(name: str) -> tuple[str, ModelConfig] | None:
         config = PRESETS[name]
         return (config.hub_id, config) if config.hub_id else None
     wanted = name.lower()
-    for config in PRESETS.values():
-        if config.hub_id and config.hub_id.lower() == wanted:
+    for config in _by_hub_id():
+        if config.hub_id.lower() == wanted:
             return name, config
     for alias, preset_name in HUB_ALIASES.items():
         if alias.lower() == wanted:
@@ -167,24 +297,31 @@ def find_release(name: str) -> tuple[str, ModelConfig] | None:
 
 def similar_names(name: str) -> list[str]:
     """Released preset names and hub ids that look like `name`, for "did you mean" hints."""
-    known = [n for n, c in PRESETS.items() if c.hub_id] + [c.hub_id for c in PRESETS.values() if c.hub_id]
+    known = [n for n, c in PRESETS.items() if c.hub_id] + [c.hub_id for c in _by_hub_id()]
     known += list(HUB_ALIASES)
     by_lower = {k.lower(): k for k in known}
     return [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.75)]
 
 
 def list_models() -> list[dict[str, str]]:
-    """One row per preset: name, scale, heads, preprocessing mode, hub id and licence ("-" where none)."""
+    """One row per preset: name, backbone, scale, named scores, heads, preprocessing mode, size (parameters), licence
+    and hub id ("-" where none; a head published elsewhere follows its image tower's hub id)."""
     rows = []
     for name, config in PRESETS.items():
         heads = [h for h in ("level", "regression", "expert", "metavoter") if getattr(config.heads, h)]
+        hub = config.hub_id or "-"
+        if name in HEAD_FILES:
+            hub += f" + {HEAD_FILES[name].home}"
         rows.append({
             "name": name,
+            "backbone": config.backbone,
             "scale": f"{config.scale[0]:g}-{config.scale[1]:g}",
+            "scores": ",".join(config.score_names) or "-",
             "heads": "+".join(heads),
             "preprocess": config.preprocess.mode,
-            "hub_id": config.hub_id or "-",
+            "size": SIZES.get(name, "-"),
             "license": config.license or "-",
+            "hub_id": hub,
         })
     return rows
 

@@ -19,9 +19,9 @@ import torch
 from beholder.config import ModelConfig
 from beholder.hub import resolve_folder
 from beholder.images import ImageError, ImageSource
-from beholder.model.aesthetic import AestheticModel, HeadOutputs
 from beholder.model.backbones import Visual
-from beholder.model.folder import load_model, read_config
+from beholder.model.folder import ScoringModel, load_model, read_config
+from beholder.model.heads import HeadOutputs
 from beholder.model.weights import weights_sha256
 from beholder.preprocess import decode_image
 from beholder.results import Annotation, ScoreResult, parse_annotation
@@ -44,7 +44,7 @@ def _path_of(source: ImageSource, path: str | None) -> str | None:
 class Scorer:
     def __init__(
         self,
-        model: AestheticModel,
+        model: ScoringModel,
         *,
         source: str | None = None,
         folder: Path | None = None,
@@ -92,7 +92,7 @@ class Scorer:
             "scale": list(self.scale),
             "preprocess": dataclasses.asdict(self.config.preprocess),
             "overrides": self.overrides,
-            "prompt": dataclasses.asdict(self.config.prompt),
+            "prompt": dataclasses.asdict(self.config.prompt) if self.model.tokenizer is not None else None,
             "dtype": str(hf.dtype).removeprefix("torch."),
             "device": str(hf.device),
             "beholder_version": __version__,
@@ -177,6 +177,7 @@ class Scorer:
         lo, hi = self.scale
         final = self.model.final_score(out).tolist()
         heads = {name: t.tolist() for name, t in out.named().items()}
+        named = {name: t.tolist() for name, t in out.scores.items()}
         dims = out.dimensions.tolist() if out.dimensions is not None else None
         results = []
         for i, item in enumerate(items):
@@ -188,6 +189,7 @@ class Scorer:
                     level=score_to_level(normalised),
                     dimensions=dict(zip(DIMENSIONS, dims[i])) if dims else {},
                     heads={name: values[i] for name, values in heads.items()},
+                    scores={name: lo + values[i] * (hi - lo) for name, values in named.items()},
                 )
             )
         return results

@@ -2,7 +2,8 @@
 
 make_tiny_model writes a real beholder model folder: a transformers backbone with random weights (InternVL or
 Qwen2-VL family), a byte-level BPE tokenizer trained here with `tokenizers` (the prompt words, the level
-words and the ArtiMuse score tokens are single tokens), random heads, and a preset's config.
+words and the ArtiMuse score tokens are single tokens), random heads, and a preset's config; or, for the
+image-embedding backbones (clip, siglip), a tiny image tower and the preset's MLP head.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from PIL import Image
 
 from beholder.preprocess import CLIP_MEAN, CLIP_STD, PreprocessConfig
 from beholder.model.aesthetic import AestheticModel
-from beholder.model.folder import save_model
+from beholder.model.embedding_model import EmbeddingModel
+from beholder.model.folder import ScoringModel, save_model
 from beholder.presets import ARTIMUSE_TOKENS, PRESETS, preset
 from beholder.standard import DISPLAY_NAMES, LEVELS
 
@@ -33,6 +35,7 @@ def _corpus() -> list[str]:
     for config in PRESETS.values():
         prompt = config.prompt
         lines += [prompt.system, prompt.question, prompt.answer_prefix, prompt.expert_question]
+        lines += [q.question for q in prompt.scores]
     # Level words after a space are what the level heads read: make them frequent enough to become tokens.
     lines += [f"The aesthetics of the human image is {level}" for level in LEVELS] * 10
     lines += [f"{i}. {name} : {level}" for level in LEVELS for i, name in enumerate(DISPLAY_NAMES.values(), 1)]
@@ -179,19 +182,67 @@ _BACKBONES = {
 }
 
 
+# Tiny image towers: 56 px = 4x4 patches of 14.
+_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14,
+              image_size=_TILE)
+# The released towers' geometry (random weights), for benchmarks: CLIP ViT-L/14 at 224 px (LAION's predictors),
+# SigLIP so400m-patch14-384 (aesthetic-predictor-v2.5).
+RELEASED_TOWERS = {
+    "clip": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14,
+                 image_size=224, projection_dim=768),
+    "siglip": dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                   patch_size=14, image_size=384),
+}
+EMBEDDING_DEFAULT_PRESETS = {"clip": "laion-aesthetic-v2", "siglip": "aesthetic-predictor-v2.5"}
+
+
+def tiny_tower_config(backbone: str, size: str = "tiny"):
+    """The config of a random CLIP or SigLIP image tower: tiny (CLIP with a 16-wide projection), or "released"."""
+    from transformers import CLIPVisionConfig, SiglipVisionConfig
+
+    if size == "released":
+        fields = RELEASED_TOWERS[backbone]
+    else:
+        fields = {**_TOWER, "projection_dim": 16} if backbone == "clip" else _TOWER
+    return (CLIPVisionConfig if backbone == "clip" else SiglipVisionConfig)(**fields)
+
+
+def _build_embedding_model(backbone: str, seed: int, preset_name: str | None, size: str) -> EmbeddingModel:
+    from beholder.model.adapters import adapter_for
+
+    base = preset(preset_name or EMBEDDING_DEFAULT_PRESETS[backbone])
+    tower_config = tiny_tower_config(backbone, size)
+    config = dataclasses.replace(
+        base,
+        name=f"random-{size}-{base.name}-{backbone}",
+        backbone=backbone,
+        preprocess=dataclasses.replace(base.preprocess, image_size=tower_config.image_size),
+    )
+    torch.manual_seed(seed)
+    tower = adapter_for(backbone).hf_class(tower_config)
+    return EmbeddingModel(tower.eval(), config).eval()
+
+
 def build_model(
     backbone: str = "internvl",
     seed: int = 0,
     *,
-    preset_name: str = "humanaesexpert",
+    preset_name: str | None = None,
     size: str | dict = "tiny",
     max_tiles: int | None = None,
-) -> AestheticModel:
-    """A random-weight AestheticModel in memory (float32, eval mode)."""
+) -> ScoringModel:
+    """A random-weight model in memory (float32, eval mode): an AestheticModel for the chat backbones (preset
+    humanaesexpert unless named; `size` a key of SIZES or a shape of that form), an EmbeddingModel for clip and siglip (their LAION / v2.5
+    preset unless named; `size` "tiny" or "released")."""
     from transformers import AutoModelForImageTextToText
 
+    if backbone in EMBEDDING_DEFAULT_PRESETS:
+        return _build_embedding_model(backbone, seed, preset_name, size)
+    preset_name = preset_name or "humanaesexpert"
     if backbone not in _BACKBONES:
-        raise ValueError(f"tiny models exist for backbones {sorted(_BACKBONES)}, not {backbone!r}")
+        raise ValueError(
+            f"tiny models exist for backbones {sorted([*_BACKBONES, *EMBEDDING_DEFAULT_PRESETS])}, not {backbone!r}"
+        )
     make_config, template, preprocess = _BACKBONES[backbone]
     shape = SIZES[size] if isinstance(size, str) else size  # a SIZES name, or a shape of the same form
     base = preset(preset_name)
@@ -219,13 +270,13 @@ def build_model(
 
 
 def make_tiny_model(
-    path: str | Path, backbone: str = "internvl", seed: int = 0, *, preset_name: str = "humanaesexpert"
+    path: str | Path, backbone: str = "internvl", seed: int = 0, *, preset_name: str | None = None
 ) -> Path:
     """Write a tiny random beholder model folder at `path` and return the path."""
     return save_model(build_model(backbone, seed, preset_name=preset_name), path)
 
 
-def _randomise_batchnorm(model: AestheticModel, seed: int) -> None:
+def _randomise_batchnorm(model: ScoringModel, seed: int) -> None:
     """Give the MetaVoter's BatchNorm non-trivial running statistics, so tests exercise them."""
     generator = torch.Generator().manual_seed(seed)
     for module in model.heads.modules():

@@ -33,13 +33,14 @@ examples:
   beholder select scores.parquet --min 0.6 -o keep.parquet
   beholder select scores.parquet --top-k 4 --group-by prompt --copy-to best/
   beholder select scores.jsonl --top-fraction 0.1 --by dim_environment --symlink-to top10/
+  beholder select unipercept.parquet --top-k 100 --by score_iqa -o sharpest.parquet
   beholder select scores.parquet --decisions scores.parquet.decisions.jsonl --keep keep,star --copy-to delivery/"""
 
 COMPARE_DESCRIPTION = """\
 Compare two score tables: mean, median, standard deviation and confidence interval of each set, the
 difference A - B with its confidence interval, and a significance test, for the overall score and each
-dimension both tables have. Higher scores win; a winner is named only when p < alpha (dimensions use
-Holm-adjusted p-values).
+named score (score_<name>) and dimension both tables have. Higher scores win; a winner is named only when
+p < alpha (named scores and dimensions use Holm-adjusted p-values).
 
 The sets are paired when both tables hold the same unique --key values (the same images scored twice,
 e.g. by two checkpoints): Wilcoxon signed-rank on the differences. Otherwise they are independent
@@ -74,7 +75,8 @@ def _register_select(subparsers: argparse._SubParsersAction) -> None:
     top.add_argument("--top-k", type=int, metavar="K", help="keep the K best (per group)")
     top.add_argument("--top-fraction", type=float, metavar="F", help="keep the best fraction F, 0 < F <= 1 (per group)")
     criteria.add_argument("--group-by", metavar="COL", help="rank within groups of this column, e.g. prompt")
-    criteria.add_argument("--by", default="score", metavar="COL", help="column to rank on (default: score)")
+    criteria.add_argument("--by", default="score", metavar="COL",
+                          help="column to rank on: score, a named score score_<name>, dim_<key>, ... (default: score)")
     review = p.add_argument_group("a person's decisions (from `beholder review`)")
     review.add_argument("--decisions", metavar="FILE", help="keep only images decided as --keep in this decisions file")
     review.add_argument("--keep", default="keep,star", metavar="LIST",

@@ -25,13 +25,17 @@ paths are resolved against the manifest's folder and its other columns are carri
 WebDataset shards (.tar, .tar.gz: every image member is scored as SHARD/MEMBER).
 
 With -o, results go to a .jsonl, .csv or .parquet table with the columns path, score (on the model's
-scale), level, error, dim_<key> for the 12 dimensions (full scoring), head_<name>, then carried columns.
+scale), level, error, score_<name> for a model's named scores (UniPercept: score_iaa, score_iqa,
+score_ista), dim_<key> for the 12 dimensions (full scoring), head_<name>, then carried columns.
 OUT.provenance.json records the model, weights hash, preprocessing and beholder version (Parquet files
 carry it in their metadata too). A run that is stopped, even killed, resumes when started again with the
 same output: every input ends up in OUT exactly once. Without -o, results are printed.
 
 Inputs that cannot be scored (missing, unreadable, corrupt, truncated, empty, not an image, too large)
-become rows with an error and the run goes on."""
+become rows with an error and the run goes on.
+
+With --cascade CHEAP:RULE, every input is scored by CHEAP and only RULE's survivors by -m (see the cascade
+options below); OUT then has both scores and the stage each row reached."""
 
 EPILOG = f"""\
 {EXIT_STATUS_HELP}
@@ -40,7 +44,8 @@ examples:
   beholder score photo.jpg -m ./humanaesexpert-1b
   beholder score photos/ more/*.png -m ./humanaesexpert-1b -o scores.parquet
   beholder score manifest.csv --path-column image -m ./model -o scores.jsonl --fast
-  beholder score shards/*.tar -m ./model -o scores.csv --batch-size 32 --device cuda"""
+  beholder score shards/*.tar -m ./model -o scores.csv --batch-size 32 --device cuda
+  beholder score manifest.csv --cascade laion-aesthetic-v2:top=20% --group-by prompt -m ernie-image-aes -o out.parquet"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from beholder.cli import score_ray
+    from beholder.cli import cascade, score_ray
 
     add_batch_options(p, "score", remote=True)
     p.add_argument(
@@ -60,12 +65,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="single-pass overall score only (default: MetaVoter + 12 dimensions when the model has them)",
     )
     score_ray.add_options(p)
+    cascade.add_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cascade:
+        from beholder.cli import cascade
+
+        return cascade.run(args)
     if args.engine == "ray":
-        from beholder.cli import score_ray
+        from beholder.cli import cascade, score_ray
 
         if args.server:
             raise UsageError("--engine ray runs the model on the cluster; --server scores on one service: pick one")
@@ -100,6 +110,7 @@ def format_card(row: dict[str, Any], scale: tuple[float, float]) -> str:
         return f"{path}\n  error: {printable(row['error'])}"
     lo, hi = scale
     lines = [path, f"  score  {row['score']:.3f}  ({row['level']}; scale {lo:g} to {hi:g})"]
+    lines += [f"  {name}  {value:.3f}" for name, value in row.items() if name.startswith("score_")]
     dims = [k for k in DIMENSIONS if f"dim_{k}" in row]
     if dims:
         width = max(len(DISPLAY_NAMES[k]) for k in dims)

@@ -10,7 +10,6 @@ into a temporary folder beside the destination and renamed into place, so a dest
 from __future__ import annotations
 
 import dataclasses
-import errno
 from contextlib import closing
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from transformers import (
 )
 
 from beholder import presets
-from beholder.config import HeadsConfig, ModelConfig
+from beholder.config import HeadsConfig, ModelConfig, RegressionHeadConfig
 from beholder.convert.heads import (
     EXPERT_PREFIX,
     REGRESSION_PREFIX,
@@ -31,9 +30,9 @@ from beholder.convert.heads import (
     read_heads,
 )
 from beholder.convert.internvl_chat import convert_weights, native_config
+from beholder.convert.output import check_destination, write_folder
 from beholder.convert.tensors import ConversionError, TensorSource, read_json
 from beholder.convert.tokenizer import load_tokenizer
-from beholder.files import atomic_write
 from beholder.model.aesthetic import AestheticModel
 from beholder.model.folder import write_heads
 from beholder.model.prompts import get_template
@@ -66,8 +65,7 @@ def convert_checkpoint(
     Raises ConversionError (HeadLayoutError for heads) naming what does not fit; nothing is written then.
     """
     src, dst = Path(src), Path(dst)
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
-        raise FileExistsError(f"{dst} already exists and is not an empty folder")
+    check_destination(dst)
     chat = read_json(src / "config.json")
     tokenizer = load_tokenizer(src)
     native = native_config(chat, _image_token_id(tokenizer))
@@ -141,7 +139,8 @@ def _heads_config(wanted: HeadsConfig, found: CheckpointHeads) -> HeadsConfig:
                ) if needed and not present]
     if missing:
         raise HeadLayoutError(f"the preset scores with heads the checkpoint does not have: {', '.join(missing)}")
-    return dataclasses.replace(wanted, regression=found.regression, expert=found.expert, metavoter=found.metavoter)
+    regression = RegressionHeadConfig() if found.regression else None
+    return dataclasses.replace(wanted, regression=regression, expert=found.expert, metavoter=found.metavoter)
 
 
 def _model_config(
@@ -189,16 +188,11 @@ def _write(
 ) -> Path:
     from huggingface_hub import save_torch_state_dict
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_write(dst) as partial:  # replaces an empty dst folder, never a filled one
-            native.save_pretrained(partial)
-            save_torch_state_dict(weights, partial, max_shard_size="5GB")
-            tokenizer.save_pretrained(partial)
-            config.save(partial)
-            write_heads(heads.state, partial)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-            raise FileExistsError(f"{dst} appeared while converting (another process?)") from exc
-        raise
-    return dst
+    def fill(folder: Path) -> None:
+        native.save_pretrained(folder)
+        save_torch_state_dict(weights, folder, max_shard_size="5GB")
+        tokenizer.save_pretrained(folder)
+        config.save(folder)
+        write_heads(heads.state, folder)
+
+    return write_folder(dst, fill)

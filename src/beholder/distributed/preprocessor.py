@@ -1,8 +1,8 @@
 """A Scorer without weights: decoding, preprocessing and provenance for machines that never run the model.
 
-Decode workers only need `Scorer.prepare` (the model folder's config, tokenizer and backbone adapter); the driver
-only needs `Scorer.provenance` and the run settings. Neither needs gigabytes of weights, so the backbone is built
-on PyTorch's meta device: shapes and config without storage. Calling the model on it fails; `prepare` and
+Decode workers only need `Scorer.prepare` (the model folder's config, backbone adapter and, for a chat model, its
+tokenizer); the driver only needs `Scorer.provenance` and the run settings. Neither needs gigabytes of weights, so
+the backbone is built on PyTorch's meta device: shapes and config without storage. Calling the model on it fails; `prepare` and
 `provenance` give what the loaded model gives (the scoring actors check that they agree), except `device`,
 which says "meta".
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from beholder.model.aesthetic import AestheticModel
 from beholder.model.devices import resolve_device, resolve_dtype
+from beholder.model.folder import assemble, empty_backbone
 from beholder.model.weights import weight_files
 from beholder.scoring import Scorer, configure
 
@@ -38,17 +38,11 @@ def load_preprocessor(
 
     device, dtype: what the scoring workers will use: they set the provenance's dtype (nothing is allocated, and
     "cuda" needs no GPU here)."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
-
     folder, config, overrides = configure(name, max_tiles=max_tiles, decode=decode, revision=revision)
-    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     torch_dtype = resolve_dtype(dtype, resolve_device(device) if device == "auto" else torch.device(device))
     with torch.device("meta"):
-        hf_model = AutoModelForImageTextToText.from_config(
-            hf_config, dtype=torch_dtype, trust_remote_code=trust_remote_code
-        )
-        model = AestheticModel(hf_model.eval(), tokenizer, config)
+        hf_model = empty_backbone(folder, config, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = assemble(folder, config, hf_model, trust_remote_code=trust_remote_code)
     model.weights_files = tuple(weight_files(folder, allow_pickle=allow_pickle))  # hashed for the provenance
     return Scorer(model, source=str(name), folder=folder, overrides=overrides)
 

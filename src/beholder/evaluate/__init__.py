@@ -9,6 +9,7 @@ The metrics themselves live in `beholder.metrics`.
 """
 
 from beholder.evaluate.benchmarks import LAYOUTS, Benchmark, BenchmarkItem, load_benchmark
+from beholder.evaluate.cascade import evaluate_cascade
 from beholder.evaluate.predictions import Predictions, read_predictions, score_benchmark
 from beholder.evaluate.report import Evaluation, evaluate, leaderboard, to_json
 from beholder.evaluate.write import write_reports
@@ -22,6 +23,7 @@ __all__ = [
     "Predictions",
     "Scale",
     "evaluate",
+    "evaluate_cascade",
     "leaderboard",
     "load_benchmark",
     "parse_scale",

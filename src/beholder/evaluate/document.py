@@ -82,6 +82,8 @@ def document(evaluations: Sequence[Evaluation]) -> list[Section]:
         raise ValueError("no evaluations to report")
     benchmarks = sorted({e.report["benchmark"]["name"] for e in evaluations})
     sections = [Section(f"Aesthetic evaluation on {', '.join(benchmarks)}", 1), leaderboard_section(evaluations)]
+    bias = category_bias_section(evaluations)
+    sections += [bias] if bias else []
     sections += _dimension_sections(evaluations)
     for e in evaluations:
         sections += _model_sections(e)
@@ -96,6 +98,21 @@ def leaderboard_section(evaluations: Sequence[Evaluation]) -> Section:
     ]
     lines = ["Sorted by SRCC. MAE/RMSE and levels on [0, 1]-normalised scores; see each model's scales below."]
     return Section("Leaderboard", 2, lines, Table(headers, rows))
+
+
+def category_bias_section(evaluations: Sequence[Evaluation]) -> Section | None:
+    """Every model's bias per category in one table (rows: models in leaderboard order; columns: categories), or
+    None when the benchmark has no categories. Also what `beholder evaluate` prints under the leaderboard."""
+    with_categories = {e.name: e.report["categories"] for e in evaluations if e.report["categories"]}
+    if not with_categories:
+        return None
+    names = sorted({c for table in with_categories.values() for c in table})
+    order = [row["model"] for row in leaderboard(evaluations) if row["model"] in with_categories]
+    rows = [[model] + [fmt((with_categories[model].get(c) or {}).get("bias")) for c in names] for model in order]
+    counts = {c: max((table.get(c) or {}).get("n", 0) for table in with_categories.values()) for c in names}
+    headers = ["Model"] + [f"{c} (n={counts[c]})" for c in names]
+    lines = ["Mean of prediction − ground truth on [0, 1] per category: positive means the model over-scores it."]
+    return Section("Per-category bias, all models", 2, lines, Table(headers, rows))
 
 
 def _dimension_sections(evaluations: Sequence[Evaluation]) -> list[Section]:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from beholder.errors import UsageError
 from beholder.evaluate.scales import UNIT, Scale
-from beholder.results import ScoreResult
+from beholder.results import ScoreResult, score_column
 
 if TYPE_CHECKING:
     from beholder.evaluate.benchmarks import Benchmark
@@ -32,18 +33,27 @@ class Predictions:
 
 
 def read_predictions(
-    path: str | os.PathLike[str], *, scale: Scale | None = None, name: str | None = None
+    path: str | os.PathLike[str], *, scale: Scale | None = None, name: str | None = None, score: str = "score"
 ) -> Predictions:
     """Read a .jsonl/.csv/.parquet score table and its provenance.
 
     The name defaults to the file stem (unique within a folder, and chosen by whoever named the file; the model
-    that made it is in the provenance); the scale defaults to the provenance's scale.
+    that made it is in the provenance), with ":<score>" when another score than `score` is measured; the scale
+    defaults to the provenance's scale. score: the score measured, "score" or a named score ("iqa" reads the
+    column score_iqa) or another column.
     """
     from beholder.io import read_provenance, read_table
+    from beholder.io.tables import is_score_column
 
     provenance = read_provenance(path) or {}
-    rows = read_table(path).to_pylist()
-    results = [ScoreResult.from_row(row) for row in rows]
+    table = read_table(path)
+    column = score_column(score)
+    if column not in table.column_names:
+        known = [c for c in table.column_names if is_score_column(c)]
+        raise UsageError(f"{path} has no column {column!r} to measure (score columns: {', '.join(known) or 'none'})")
+    results = [ScoreResult.from_row({**row, "score": row[column]}) for row in table.to_pylist()]
+    if name is None and column != "score":
+        name = f"{Path(path).stem}:{score}"
     if scale is None and provenance.get("scale"):
         scale = Scale(*provenance["scale"], source=f"provenance of {Path(path).name}")
     return Predictions(name or Path(path).stem, results, scale or _unstated(), provenance)
@@ -59,6 +69,7 @@ def score_benchmark(
     full: bool | None = None,
     batch_size: int = 8,
     progress: bool = False,
+    score: str = "score",
     overwrite: bool = False,
 ) -> Predictions:
     """Score every benchmark image into the score table `output`, then read it back as predictions.
@@ -68,6 +79,7 @@ def score_benchmark(
     except for its failed images, which are scored again (a wrong image root fixed, a file restored).
     `overwrite` scores everything again. `full` defaults to the model's own default (MetaVoter and 12
     dimensions when it has them). When images fail, a warning names one and the image root.
+    `score` names the score measured (see read_predictions).
     """
     from beholder.io import ResumableWriter
     from beholder.io.readers import Item
@@ -89,7 +101,8 @@ def score_benchmark(
                 provenance={"benchmark": benchmark.source},
             )
     scale = scale or Scale(*scorer.scale, source=f"model {scorer.source!r} (its native scale)")
-    predictions = read_predictions(output, scale=scale, name=name or scorer.source)
+    label = scorer.source if score == "score" else f"{scorer.source}:{score}"
+    predictions = read_predictions(output, scale=scale, name=name or label, score=score)
     failed = [r for r in predictions.results if not r.ok]
     if failed:
         warnings.warn(

@@ -10,7 +10,7 @@ from beholder.convert import is_chat_checkpoint
 from beholder.hub.cache import fetch_converted
 from beholder.hub.download import HubUnreachableError, did_you_mean, download_snapshot
 from beholder.model.folder import ModelNotFoundError
-from beholder.presets import PRESETS, find_release
+from beholder.presets import HEAD_FILES, PRESETS, find_release
 
 
 def resolve_folder(name: str | Path, *, revision: str | None = None, cache_dir: str | None = None) -> Path:
@@ -29,9 +29,10 @@ def resolve_folder(name: str | Path, *, revision: str | None = None, cache_dir: 
             return fetch_converted(repo_id, config, revision=revision)
         except HubUnreachableError as exc:
             command = convert_command(Path(repo_id.split("/")[-1]), config.name)
+            head = f" and {HEAD_FILES[config.name].url}" if config.name in HEAD_FILES else ""
             raise HubUnreachableError(
                 f"{exc} To use a copy downloaded elsewhere (e.g. `hf download {repo_id} --local-dir "
-                f"{repo_id.split('/')[-1]}`), convert it once: {command}"
+                f"{repo_id.split('/')[-1]}`{head}), convert it once: {command}"
             ) from exc
     if path.exists() or str(name).startswith((".", "/", "~")) or str(name).count("/") != 1:
         raise ModelNotFoundError(
@@ -44,6 +45,8 @@ def resolve_folder(name: str | Path, *, revision: str | None = None, cache_dir: 
 def convert_command(src: Path, preset: str | None) -> str:
     """The `beholder convert` command that turns checkpoint folder `src` into a model folder beside it."""
     command = f"beholder convert {src} {_converted(src)} --preset {preset or 'PRESET'}"
+    if preset in HEAD_FILES:
+        command += f" --head {HEAD_FILES[preset].url.rsplit('/', 1)[-1]}"
     if _needs_activation(preset):
         command += " --expert-activation NAME"
     return command
@@ -65,7 +68,7 @@ def _not_a_model_folder(path: Path) -> str:
     lines = [f"{message}. It is a checkpoint in InternVL's chat layout: convert it once with",
              f"  {convert_command(path, preset)}"]
     if preset is None:
-        releases = ", ".join(name for name, config in PRESETS.items() if config.hub_id)
+        releases = ", ".join(name for name, config in PRESETS.items() if config.hub_id and name not in HEAD_FILES)
         lines.append(f"where PRESET is the model it is: one of {releases}, or a family (`beholder models`),")
     if _needs_activation(preset):
         lines.append("where NAME is the activation inside its Expert head's FFNs (gelu, relu, silu, tanh, sigmoid), "

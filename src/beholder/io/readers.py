@@ -30,7 +30,7 @@ import pyarrow as pa
 from beholder.errors import BeholderError
 from beholder.io.keys import key_from_text, key_to_text
 from beholder.io.tables import FORMATS, TableError, read_table
-from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX
+from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".jp2", ".ppm",
@@ -110,7 +110,7 @@ def carried_names(names: Sequence[str]) -> dict[str, str]:
     renamed = {}
     for name in names:
         out = name
-        while out in BASE_COLUMNS or out.startswith((DIM_PREFIX, HEAD_PREFIX)) or (out != name and out in names):
+        while out in BASE_COLUMNS or out.startswith((DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX)) or (out != name and out in names):
             out = CARRIED_PREFIX + out
         renamed[name] = out
     return renamed

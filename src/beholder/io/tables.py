@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from beholder.errors import BeholderError, UsageError
 from beholder.files import atomic_write
 from beholder.io.keys import key_to_text, printable
-from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX
+from beholder.results import BASE_COLUMNS, DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX, STAGE1_SCORE
 from beholder.standard import DIMENSIONS
 
 FORMATS: dict[str, str] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -54,18 +54,20 @@ def provenance_path(path: str | os.PathLike) -> Path:
 
 
 def is_score_column(name: str) -> bool:
-    return name.startswith((DIM_PREFIX, HEAD_PREFIX)) or name == "score"
+    return name.startswith((DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX)) or name in ("score", STAGE1_SCORE)
 
 
 def order_columns(names: Iterable[str]) -> list[str]:
-    """Canonical column order: path, score, level, error, dim_<key> in official order, head_<name>, then the
-    rest (carried columns) in first-seen order. Keeps every output the same shape whatever came first."""
+    """Canonical column order: path, score, level, error, score_<name> in first-seen (the model's) order,
+    dim_<key> in official order, head_<name>, then the rest (carried columns) in first-seen order. Keeps every
+    output the same shape whatever came first."""
     names = list(dict.fromkeys(names))
+    scores = [n for n in names if n.startswith(SCORE_PREFIX)]
     dims = [DIM_PREFIX + key for key in DIMENSIONS if DIM_PREFIX + key in names]
     heads = [n for n in names if n.startswith(HEAD_PREFIX)]
     base = [n for n in BASE_COLUMNS if n in names]
-    rest = [n for n in names if n not in base and n not in dims and n not in heads]
-    return base + dims + heads + rest
+    placed = {*base, *scores, *dims, *heads}
+    return base + scores + dims + heads + [n for n in names if n not in placed]
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:

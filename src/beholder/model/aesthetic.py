@@ -1,15 +1,16 @@
-"""AestheticModel: one VLM backbone + the aesthetic heads + the prompts of its preset.
+"""AestheticModel: one chat VLM backbone + the aesthetic heads + the prompts of its preset.
 
 Scoring paths (B images of one batch key, so every row has the same prompt length and no padding is needed):
   fast: one forward over [prefix | overall question]             -> level + regression heads
   full: one forward over [prefix] keeping its KV cache,
         then [overall question] and [12-dim question] on top of it -> level, regression, expert, MetaVoter
+  named scores (prompt.scores, e.g. UniPercept's three): [prefix] once, then each question on its KV cache
+        -> the level head on each; the first is the overall score
 Only the LM-head rows of the tokens the level head reads are multiplied, never the (B, vocab) logits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -18,25 +19,10 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from beholder.config import ModelConfig
-from beholder.model.backbones import Backbone, Visual, adapter_for
-from beholder.model.heads import AestheticHeads
+from beholder.model.adapters import adapter_for
+from beholder.model.backbones import ChatBackbone, Visual
+from beholder.model.heads import AestheticHeads, HeadOutputs
 from beholder.model.prompts import get_template, prefix_texts, suffix_text
-
-
-@dataclass
-class HeadOutputs:
-    """Per-image head scores, each (B,) in [0, 1] unless noted."""
-
-    lm: torch.Tensor | None = None  # S'_LM, the level head's expectation min-max normalised
-    lm_native: torch.Tensor | None = None  # S_LM on the level weights' own scale (1..5, 0..100)
-    regression: torch.Tensor | None = None
-    expert: torch.Tensor | None = None  # the expert head's overall (12th) score
-    dimensions: torch.Tensor | None = None  # (B, 12) expert scores, official order
-    metavoter: torch.Tensor | None = None
-
-    def named(self) -> dict[str, torch.Tensor]:
-        names = ("lm", "regression", "expert", "metavoter")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 def level_token_ids(tokenizer: PreTrainedTokenizerBase, tokens: tuple[str, ...]) -> list[int]:
@@ -70,7 +56,12 @@ class AestheticModel(nn.Module):
         self.tokenizer = tokenizer
         self.hf_model = hf_model
         self.weights_files: tuple[Path, ...] = ()  # the files its weights were loaded from (set by load_model)
-        self.backbone: Backbone = adapter_for(config.backbone)(hf_model, config.preprocess)
+        adapter = adapter_for(config.backbone)
+        if not issubclass(adapter, ChatBackbone):
+            raise ValueError(f"backbone {config.backbone!r} reads no prompt: it is not a chat model")
+        self.backbone: ChatBackbone = adapter(hf_model, config.preprocess)
+        if config.prompt.scores and not config.heads.level:
+            raise ValueError("named scores (prompt.scores) are read by the level head, which this config does not have")
         level_ids = level_token_ids(tokenizer, config.heads.level.tokens) if config.heads.level else None
         self.heads = AestheticHeads(self.backbone.hidden_size, config.heads, level_ids)
         self.template = get_template(config.prompt.template)
@@ -107,6 +98,11 @@ class AestheticModel(nn.Module):
     def expert_question_ids(self) -> tuple[int, ...]:
         return self.suffix_ids(self.config.prompt.expert_question, self.config.prompt.expert_answer_prefix)
 
+    @cached_property
+    def named_question_ids(self) -> dict[str, tuple[int, ...]]:
+        """Each named score's question turn, as ids, in the config's order."""
+        return {q.name: self.suffix_ids(q.question, q.answer_prefix) for q in self.config.prompt.scores}
+
     # ---- forward paths -----------------------------------------------------------------------------------------
 
     @property
@@ -127,7 +123,10 @@ class AestheticModel(nn.Module):
 
     @torch.inference_mode()
     def score_fast(self, visuals: list[Visual]) -> HeadOutputs:
-        """One forward pass of [prefix | overall question]: level + regression heads."""
+        """One forward pass of [prefix | overall question]: level + regression heads; with named scores, the prefix
+        once and every named question on its KV cache."""
+        if self.config.prompt.scores:
+            return self._score_on_prefix(visuals, expert=False)
         prefix, images = self._batch_inputs(visuals)
         hidden, _ = self.backbone.encode(self._ids(prefix + self.question_ids, len(visuals)), images)
         return self.heads_on(hidden[:, -1])
@@ -137,20 +136,37 @@ class AestheticModel(nn.Module):
         """Image prefix encoded once; both questions continue from its KV cache; every head the model has (a
         model without the MetaVoter, e.g. before stage 2 of training, still gets its 12 expert dimensions; when
         full scoring is asked of a Scorer is Scorer.full_scoring's call)."""
+        return self._score_on_prefix(visuals, expert=True)
+
+    def _score_on_prefix(self, visuals: list[Visual], *, expert: bool) -> HeadOutputs:
+        """The image prefix encoded once; the overall question (or each named one) and, if asked, the 12-dim
+        question continue from its KV cache."""
         prefix, images = self._batch_inputs(visuals)
-        _, context = self.backbone.encode(self._ids(prefix, len(visuals)), images, keep_cache=True)
-        overall = self.backbone.extend(self._ids(self.question_ids, len(visuals)), context)
-        expert = self.backbone.extend(self._ids(self.expert_question_ids, len(visuals)), context)
-        return self.heads_on(overall[:, -1], expert[:, -1])
+        batch = len(visuals)
+        _, context = self.backbone.encode(self._ids(prefix, batch), images, keep_cache=True)
+        asked = self.named_question_ids or {"": self.question_ids}
+        hidden = {name: self.backbone.extend(self._ids(ids, batch), context)[:, -1] for name, ids in asked.items()}
+        expert_hidden = (
+            self.backbone.extend(self._ids(self.expert_question_ids, batch), context)[:, -1] if expert else None
+        )
+        out = self.heads_on(next(iter(hidden.values())), expert_hidden)
+        if self.named_question_ids:
+            out.scores = {name: self._level(h)[1] for name, h in hidden.items()}
+        return out
+
+    def _level(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The level head on last-position hidden states (B, hidden): (native expectation, normalised)."""
+        level = self.heads.level
+        native = level.expectation(level.logits(hidden, self.backbone.lm_head))
+        return native, level.normalise(native)
 
     def heads_on(self, hidden: torch.Tensor, expert_hidden: torch.Tensor | None = None) -> HeadOutputs:
         """Apply the heads to last-position hidden states (B, hidden) of the overall (and 12-dim) prompt."""
         heads, out = self.heads, HeadOutputs()
         if heads.level is not None:
-            out.lm_native = heads.level.expectation(heads.level.logits(hidden, self.backbone.lm_head))
-            out.lm = heads.level.normalise(out.lm_native)
+            out.lm_native, out.lm = self._level(hidden)
         if heads.regression is not None:
-            out.regression = heads.regression(hidden.float())[:, 0]
+            out.regression = heads.regression_score(hidden, self.config.scale)
         if expert_hidden is not None and heads.expert is not None:
             out.dimensions = heads.expert(expert_hidden)
             out.expert = out.dimensions[:, -1]
@@ -160,12 +176,7 @@ class AestheticModel(nn.Module):
 
     def final_score(self, out: HeadOutputs) -> torch.Tensor:
         """(B,) final score in [0, 1]: the MetaVoter when it ran, else the preset's one-pass head."""
-        if out.metavoter is not None:
-            return out.metavoter
-        fast = self.config.heads.fast
-        if fast == "mean":
-            return (out.lm + out.regression) / 2
-        return out.lm if fast == "level" else out.regression
+        return out.final(self.config.heads.fast)
 
     @torch.inference_mode()
     def annotate(self, visuals: list[Visual], max_new_tokens: int = 160, **generate_kwargs) -> list[str]:

@@ -1,21 +1,28 @@
-"""Backbone adapters: the one small interface beholder needs from a transformers image-text-to-text model.
+"""Backbone adapters: the one small interface beholder needs from a transformers vision model.
 
-An adapter turns an RGB image into visual inputs (CPU, thread-safe), collates a batch of them, and runs the
-base model (no LM head) over token ids: `encode` runs a sequence that contains the image placeholders and can
-keep its KV cache as a Context; `extend` runs a text continuation on top of a Context and rewinds the cache
-afterwards, so one encoded image prefix serves any number of questions. Everything a continuation needs
-(cache, prefix length, Qwen's RoPE offsets) lives in the Context, never in the adapter.
+The contract: an adapter turns an RGB image into visual inputs (CPU, thread-safe, in one of the preprocessing
+modes it declares), collates a batch of them, and its model turns the batch (and a prompt, where the model reads
+one) into features at the read points, on which the heads run.
+
+  ChatBackbone       image-text-to-text models (InternVL, Qwen-VL): `encode` runs a sequence that contains the
+                     image placeholders and can keep its KV cache as a Context; `extend` runs a text continuation on
+                     top of a Context and rewinds the cache afterwards, so one encoded image prefix serves any number
+                     of questions. Everything a continuation needs (cache, prefix length, Qwen's RoPE offsets) lives
+                     in the Context, never in the adapter. The read points are the last positions of the questions.
+  EmbeddingBackbone  image towers (CLIP, SigLIP; beholder.model.embedding): the read point is the pooled image
+                     embedding.
+The registry of named adapters is beholder.model.adapters.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import PreTrainedModel
+from transformers import AutoModelForImageTextToText, PreTrainedModel
 
 from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, normalize
 
@@ -24,8 +31,8 @@ from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, normalize
 class Visual:
     """One image's visual inputs, ready to collate."""
 
-    pixels: np.ndarray  # tiles: (n_tiles, 3, S, S); qwen: (n_patches, C*T*P*P) float32
-    n_tokens: int  # placeholder tokens this image occupies in the prompt
+    pixels: np.ndarray  # square views: (n_views, 3, S, S); qwen: (n_patches, C*T*P*P) float32
+    n_tokens: int  # placeholder tokens this image occupies in the prompt (0 for a model without one)
     key: tuple  # batch grouping key: images with equal keys have equal prompt lengths and pixel shapes
     grid_thw: tuple[int, int, int] | None = None  # qwen: (t, h, w) patch grid
 
@@ -46,9 +53,11 @@ class Context:
 
 
 class Backbone:
-    """Adapter base: subclasses set how pixels are made and how the base model is called."""
+    """Adapter base: which preprocessing modes it takes, how its transformers model loads, and how pixels are made."""
 
     modes: tuple[str, ...] = ()  # the preprocessing modes this adapter makes pixels for
+    hf_class: ClassVar[Any] = AutoModelForImageTextToText  # loads the model folder's transformers model
+    reads_prompt: ClassVar[bool] = True  # whether the model reads text (and the folder carries a tokenizer)
 
     def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
         if preprocess.mode not in self.modes:
@@ -57,6 +66,24 @@ class Backbone:
             )
         self.model = model
         self.preprocess = preprocess
+
+    def visual(self, image: Image.Image) -> Visual:
+        raise NotImplementedError
+
+    def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def square_views(self, image: Image.Image) -> np.ndarray:
+        """The preprocessing mode's square views of `image`, normalised: (n_views, 3, S, S) float32."""
+        config = self.preprocess
+        return normalize(SQUARE_VIEWS[config.mode](config, image), config.mean, config.std)
+
+
+class ChatBackbone(Backbone):
+    """An image-text-to-text model: subclasses set how pixels are made and how the base model is called."""
+
+    def __init__(self, model: PreTrainedModel, preprocess: PreprocessConfig):
+        super().__init__(model, preprocess)
         self.image_token_id: int = model.config.image_token_id
 
     @property
@@ -70,12 +97,6 @@ class Backbone:
     @property
     def hidden_size(self) -> int:
         return self.model.config.get_text_config().hidden_size
-
-    def visual(self, image: Image.Image) -> Visual:
-        raise NotImplementedError
-
-    def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
 
     def encode(
         self,
@@ -120,7 +141,7 @@ class Backbone:
         return {}  # 1-D RoPE continues from the cache length by itself
 
 
-class InternVLBackbone(Backbone):
+class InternVLBackbone(ChatBackbone):
     """InternVL in transformers' native ('-hf') layout: square views (dynamic 448 tiles, a squash or a pad),
     pixel-shuffled ViT features."""
 
@@ -136,8 +157,7 @@ class InternVLBackbone(Backbone):
             raise ValueError(f"preprocess.image_size={preprocess.image_size} but the vision tower takes {vision.image_size}")
 
     def visual(self, image: Image.Image) -> Visual:
-        config = self.preprocess
-        pixels = normalize(SQUARE_VIEWS[config.mode](config, image), config.mean, config.std)  # (n_tiles, 3, S, S)
+        pixels = self.square_views(image)  # (n_tiles, 3, S, S)
         n_tiles = pixels.shape[0]
         return Visual(pixels, n_tiles * self.tokens_per_tile, key=(n_tiles,))
 
@@ -145,7 +165,7 @@ class InternVLBackbone(Backbone):
         return {"pixel_values": torch.from_numpy(np.concatenate([v.pixels for v in visuals]))}
 
 
-class QwenVLBackbone(Backbone):
+class QwenVLBackbone(ChatBackbone):
     """Qwen2-VL / Qwen2.5-VL / Qwen3-VL: native-resolution patches and 3-D multimodal RoPE."""
 
     modes = ("qwen2_vl",)
@@ -194,17 +214,3 @@ class QwenVLBackbone(Backbone):
         positions = steps.view(1, 1, -1) + context.rope_deltas.view(1, -1, 1).to(input_ids.device)
         return {"position_ids": positions.expand(3, -1, -1)}
 
-
-ADAPTERS: dict[str, type[Backbone]] = {
-    "internvl": InternVLBackbone,
-    "qwen2_vl": QwenVLBackbone,
-    "qwen2_5_vl": QwenVLBackbone,
-    "qwen3_vl": QwenVLBackbone,
-}
-
-
-def adapter_for(name: str) -> type[Backbone]:
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; known: {sorted(ADAPTERS)}") from None

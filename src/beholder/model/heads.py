@@ -1,18 +1,45 @@
-"""The aesthetic heads of HumanAesExpert, general enough for token-as-score and Q-Align-style scorers.
+"""The aesthetic heads of HumanAesExpert, general enough for token-as-score, Q-Align-style and embedding scorers.
 
-All heads run in float32 on the backbone's last hidden state at the last position, h: (B, hidden).
-Every score a head returns is normalised to [0, 1] (the level head's native expectation is kept too).
+All heads run in float32 on the features at the backbone's read points, h: (B, D): a chat model's last hidden
+state at the last position of a question, or an image tower's embedding. Every score a head returns is normalised
+to [0, 1] (the level head's native expectation is kept too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from beholder.config import ExpertHeadConfig, HeadsConfig, MetaVoterConfig
+from beholder.config import ExpertHeadConfig, HeadsConfig, MetaVoterConfig, RegressionHeadConfig
 from beholder.standard import APPEARANCE_LEAVES, DIMENSIONS, FACE_LEAVES, LEAVES
+
+
+@dataclass
+class HeadOutputs:
+    """Per-image head scores, each (B,) in [0, 1] unless noted."""
+
+    lm: torch.Tensor | None = None  # S'_LM, the level head's expectation min-max normalised
+    lm_native: torch.Tensor | None = None  # S_LM on the level weights' own scale (1..5, 0..100)
+    regression: torch.Tensor | None = None
+    expert: torch.Tensor | None = None  # the expert head's overall (12th) score
+    dimensions: torch.Tensor | None = None  # (B, 12) expert scores, official order
+    metavoter: torch.Tensor | None = None
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)  # named scores (the level head on each question)
+
+    def named(self) -> dict[str, torch.Tensor]:
+        names = ("lm", "regression", "expert", "metavoter")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    def final(self, fast: str) -> torch.Tensor:
+        """(B,) final score in [0, 1]: the MetaVoter when it ran, else the one-pass head `fast` names."""
+        if self.metavoter is not None:
+            return self.metavoter
+        if fast == "mean":
+            return (self.lm + self.regression) / 2
+        return self.lm if fast == "level" else self.regression
 
 
 class LevelHead(nn.Module):
@@ -48,6 +75,32 @@ class LevelHead(nn.Module):
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
 }
+
+
+class L2Normalize(nn.Module):
+    """x / ||x||_2 along the last dimension."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / x.norm(dim=-1, keepdim=True)
+
+
+def regression_head(n_in: int, config: RegressionHeadConfig) -> nn.Module:
+    """(B, n_in) -> (B, 1). HumanAesExpert's head is a plain Linear(n_in, 1) (state: weight, bias); a head with
+    hidden layers or L2 normalisation is a Sequential: [L2Normalize], Linear, [activation], ..., Linear(h, 1)."""
+    if not config.hidden and not config.l2_normalize:
+        return nn.Linear(n_in, 1)
+    layers: list[nn.Module] = [L2Normalize()] if config.l2_normalize else []
+    widths = (n_in, *config.hidden, 1)
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if config.activation is not None and i < len(widths) - 2:
+            layers.append(ACTIVATIONS[config.activation]())
+    return nn.Sequential(*layers)
+
+
+def linear_names(module: nn.Module) -> list[str]:
+    """The state-dict prefixes of the Linear layers of a head, in forward order (for converters)."""
+    return [name for name, child in module.named_modules() if isinstance(child, nn.Linear)]
 
 
 def _ffn(n_in: int, hidden: int, activation: str) -> nn.Module:
@@ -113,9 +166,17 @@ class AestheticHeads(nn.Module):
         if not needs[config.fast]:
             raise ValueError(f"heads.fast={config.fast!r} needs heads that this config does not have")
         self.level = LevelHead(level_token_ids, config.level.weights) if config.level else None
-        self.regression = nn.Linear(hidden_size, 1) if config.regression else None
+        self.regression = regression_head(hidden_size, config.regression) if config.regression else None
         self.expert = ExpertHead(hidden_size, config.expert) if config.expert else None
         self.metavoter = MetaVoter(config.metavoter) if config.metavoter else None
         if self.metavoter is not None and not (self.level and self.regression and self.expert):
             raise ValueError("the MetaVoter fuses the level, regression and expert heads: all three are needed")
 
+    def regression_score(self, features: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+        """(B, D) features -> (B,) regression score in [0, 1]. A head that outputs the native scale is normalised by
+        `scale` in float64, so mapping the score back onto the scale returns the head's own value."""
+        value = self.regression(features.float())[:, 0]
+        if not self.config.regression.native:
+            return value
+        lo, hi = scale
+        return (value.double() - lo) / (hi - lo)

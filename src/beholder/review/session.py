@@ -19,12 +19,9 @@ import pyarrow as pa
 
 from beholder.curate import Selection, select
 from beholder.io import Located, key_from_text, locate, paths_base, read_provenance, read_scores
-from beholder.results import DIM_PREFIX, HEAD_PREFIX
+from beholder.results import DIM_PREFIX, HEAD_PREFIX, SCORE_PREFIX
 from beholder.review.decisions import Mode, ReviewState
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS
-
-NAMED_SCORE_PREFIX = "score_"  # a model's named scores (score_<name>), shown beside its heads
-
 
 @dataclass(frozen=True)
 class Criteria:
@@ -163,7 +160,7 @@ class ReviewSession(Session):
         names = rows.table.column_names
         dims = [k for k in DIMENSIONS if DIM_PREFIX + k in names]
         heads = [n for n in names if n.startswith(HEAD_PREFIX)]
-        named = [n for n in names if n.startswith(NAMED_SCORE_PREFIX)]
+        named = [n for n in names if n.startswith(SCORE_PREFIX)]
         groups = list(dict.fromkeys(rows.groups))
         group_index = {g: i for i, g in enumerate(groups)}
         columns = {
@@ -202,7 +199,7 @@ class ReviewSession(Session):
             "dims": dims,
             "dimNames": {k: DISPLAY_NAMES[k] for k in dims},
             "heads": [n[len(HEAD_PREFIX) :] for n in heads],
-            "named": [n[len(NAMED_SCORE_PREFIX) :] for n in named],
+            "named": [n[len(SCORE_PREFIX) :] for n in named],
             "rows": data,
             "decisions": {i: event["decision"] for i, event in decisions.items()},
             "resume": self.row_of_path.get(latest["path"]) if latest else None,

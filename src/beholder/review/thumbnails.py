@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from beholder.files import cache_root
 from beholder.images import DecodeConfig, load_image
 from beholder.io import Located, read_tar_members, tar_member_spans
 
@@ -33,7 +34,7 @@ _QUALITY = 85
 
 def default_thumbnail_cache() -> Path:
     """$BEHOLDER_CACHE/thumbnails, or ~/.cache/beholder/thumbnails."""
-    return Path(os.environ.get("BEHOLDER_CACHE") or "~/.cache/beholder").expanduser() / "thumbnails"
+    return cache_root() / "thumbnails"
 
 
 def render(source: str | bytes, box: int) -> bytes:

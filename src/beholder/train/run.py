@@ -34,7 +34,7 @@ def switched_heads(heads: HeadsConfig, on: tuple[str, ...]) -> HeadsConfig:
     switched = dataclasses.replace(
         heads,
         level=heads.level if "lm" in on else None,
-        regression=heads.regression and "regression" in on,
+        regression=heads.regression if "regression" in on else None,
         expert=heads.expert if "expert" in on else None,
         metavoter=heads.metavoter if "metavoter" in on else None,
     )
