@@ -153,8 +153,7 @@ def test_wilson_interval_is_the_textbook_formula():
 def test_preference_report_counts_ties_apart_and_measures_agreement(tables, tmp_path):
     a, b = tables
     session = PairSession(ScoreTable.read(a), ScoreTable.read(b), Criteria(group_by="prompt", top_k=2))
-    by_a, by_b = session.a.column("score"), session.b.column("score")
-    higher = [("A" if by_a[p.a] > by_b[p.b - session.b.first_id] else "B") for p in session.pairs]
+    higher = [("A" if a > b else "B") for a, b in map(session.scores, session.pairs)]
     with DecisionLog(tmp_path / "p.jsonl", "ab") as log:
         for pair, h in zip(session.pairs, higher):  # the person agrees with the scorer on 5 pairs, ties on 1
             pick = "tie" if pair.id == 7 else h if pair.id < 5 else ("B" if h == "A" else "A")
@@ -293,7 +292,9 @@ def test_api_refuses_writes_from_other_sites(client):
 
 
 def test_page_and_assets_are_served_and_the_static_page_is_self_contained(client, tables):
-    html = client.get("/").text
+    response = client.get("/")
+    html = response.text
+    assert "default-src 'none'" in response.headers["content-security-policy"]
     assert 'src="assets/review.js"' in html and "http" not in html.replace('http-equiv', '')
     assert client.get("/assets/review.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/assets/review.css").status_code == 200

@@ -41,7 +41,7 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)  # the tests evaluate scripts of their own
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -192,3 +192,22 @@ def test_requests_for_paths_outside_the_table_are_refused(page, tmp_path):
         assert get("/api/session", {"Host": "attacker.example"})[0] == 400  # DNS rebinding
         response = page.goto(server.url + "/secret.txt")
         assert response.status == 404
+
+
+def test_the_static_export_opens_offline_read_only_with_its_images(page, tmp_path):
+    from beholder.cli import main
+
+    table = score_table(tmp_path / "t", 16, groups=2, shard_members=3)
+    html = tmp_path / "share.html"
+    assert main(["review", str(table), "--group-by", "prompt", "--top-k", "5", "--static", str(html),
+                 "--thumbnail-cache", str(tmp_path / "cache")]) == 0  # fmt: skip
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    open_page(page, html.as_uri())
+    assert page.locator(".card").count() == 10 and page.inner_text("#progress-text") == "0 of 10 reviewed"
+    page.keyboard.press("y")
+    assert "read-only" in page.inner_text("#toast") and page.locator(".card.keep").count() == 0
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#cols td")
+    assert "prompt" in page.inner_text("#cols")
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests

@@ -12,12 +12,12 @@
 
 Images are named by row id only: no request can name a file, so the page shows the images under review and
 nothing else. Writes take JSON bodies only (a page on another site cannot send one without a CORS preflight, which
-is refused), and on a loopback address only loopback host names are answered (no DNS rebinding).
+is refused), on a loopback address only loopback host names are answered (no DNS rebinding), and the page's
+content security policy lets it load nothing from anywhere but this server, nor be framed by another site.
 """
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,11 @@ from beholder.version import __version__
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 MAX_REQUEST_BYTES = 64 * 1024  # a decision is a few dozen bytes
+# The page may load its own script, style and images and talk to this server, nothing else; no site may frame it.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 TABLE_MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -73,7 +78,7 @@ def create_review_app(
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(page_html(), headers={"Cache-Control": "no-store"})
+        return HTMLResponse(page_html(), headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/assets/{name}", include_in_schema=False)
     async def assets(name: str) -> Response:
@@ -112,10 +117,10 @@ def create_review_app(
             return review_summary(session, log.state).to_dict()
 
     @api.get("/export.{fmt}", summary="the decisions as a table keyed by path")
-    async def export(fmt: Literal["csv", "jsonl", "parquet"]) -> Response:
+    def export(fmt: Literal["csv", "jsonl", "parquet"]) -> Response:
         with log.lock:
             table = session.decisions_table(log.state)
-        data = await asyncio.to_thread(_table_bytes, table, fmt)
+        data = _table_bytes(table, fmt)
         name = f"{log.path.stem}.{fmt}"
         return Response(data, media_type=TABLE_MEDIA[fmt],
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip

@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -198,10 +198,3 @@ def _events(data: bytes, path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
-
-def counts(events: Iterable[dict[str, Any]], field: str, choices: Iterable[str]) -> dict[str, int]:
-    """How many events hold each choice of `field` (e.g. decisions: keep 3, reject 1, star 0)."""
-    tally = dict.fromkeys(choices, 0)
-    for event in events:
-        tally[event[field]] += 1
-    return tally

@@ -44,8 +44,10 @@ def static_html(data: dict[str, Any]) -> str:
             raise RuntimeError(f"the page template lacks {tag}")
     # "</" cannot end the script element early once escaped; JSON reads "<\/" as "</"
     payload = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
+    # an inline script cannot be deferred: it goes after the data, at the end of the body
     return (
         html.replace(_STYLE_TAG, f"<style>\n{_read('review.css')}</style>")
-        .replace(_SCRIPT_TAG, f"<script>\n{_read('review.js')}</script>")
-        .replace(_DATA_TAG, f'<script id="beholder-data" type="application/json">{payload}</script>')
-    )
+        .replace(_SCRIPT_TAG, "")
+        .replace(_DATA_TAG, f'<script id="beholder-data" type="application/json">{payload}</script>\n'
+                            f"<script>\n{_read('review.js')}</script>")
+    )  # fmt: skip

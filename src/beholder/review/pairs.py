@@ -64,6 +64,11 @@ class PairSession(Session):
         self.pairs = _pair(self.a.groups, self.b.groups, self.a.first_id, self.b.first_id, self.a.paths, self.b.paths)
         self.unpaired = (len(self.a) - len(self.pairs), len(self.b) - len(self.pairs))
         self._pair_of_key = {pair.key: pair for pair in self.pairs}
+        self._by = (self.a.column(criteria.by), self.b.column(criteria.by))
+
+    def scores(self, pair: Pair) -> tuple[float | None, float | None]:
+        """What the scorer says of the pair's two images: their values of the ranking column (`--by`)."""
+        return self._by[0][pair.a - self.a.first_id], self._by[1][pair.b - self.b.first_id]
 
     def picks(self, state: ReviewState) -> dict[int, dict[str, Any]]:
         """Pair id -> its pick event in force, for every pair judged."""
@@ -81,13 +86,13 @@ class PairSession(Session):
         scores, the pick (A, B, tie; null: not judged) and when it was made."""
         picks = self.picks(state)
         by = self.criteria.by
-        scores_a, scores_b = self.a.column(by), self.b.column(by)
+        scores = [self.scores(p) for p in self.pairs]
         return pa.table({
             self.criteria.group_by: [p.group for p in self.pairs],
             "path_a": [p.a_path for p in self.pairs],
             "path_b": [p.b_path for p in self.pairs],
-            f"{by}_a": [scores_a[p.a - self.a.first_id] for p in self.pairs],
-            f"{by}_b": [scores_b[p.b - self.b.first_id] for p in self.pairs],
+            f"{by}_a": [a for a, _ in scores],
+            f"{by}_b": [b for _, b in scores],
             "pick": pa.array([picks[p.id]["pick"] if p.id in picks else None for p in self.pairs], pa.string()),
             "decided_at": pa.array([picks[p.id]["time"] if p.id in picks else None for p in self.pairs], pa.string()),
         })  # fmt: skip

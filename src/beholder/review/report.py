@@ -78,12 +78,11 @@ def preference_report(
     from scipy.stats import binomtest
 
     by = session.criteria.by
-    scores_a, scores_b = session.a.column(by), session.b.column(by)
     picks = session.picks(state)
     tally = {"A": 0, "B": 0, "tie": 0}
     agree = ordered = scorer_a = scorer_ordered = 0
     for pair in session.pairs:
-        higher = _higher(scores_a[pair.a - session.a.first_id], scores_b[pair.b - session.b.first_id])
+        higher = _higher(*session.scores(pair))
         scorer_ordered += higher is not None
         scorer_a += higher == "A"
         if pair.id not in picks:

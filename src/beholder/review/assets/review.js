@@ -55,7 +55,7 @@
 
   // ---------------------------------------------------------------------------------------------- review
   const R = {
-    rows: [], byId: new Map(), decisions: new Map(), items: [], lines: [], where: [], cols: 1, cardH: 300,
+    rows: [], byId: new Map(), groupRows: new Map(), decisions: new Map(), items: [], lines: [], where: [], cols: 1, cardH: 300,
     cursor: 0, rendered: new Map(), filters: { levels: new Set(), min: null, max: null, decision: "all" },
   };
 
@@ -67,24 +67,25 @@
 
   function startReview() {
     R.rows = data.rows;
-    const rank = new Map();
+    R.groupRows = new Map();
     for (const row of R.rows) {
-      rank.set(row.group, (rank.get(row.group) || 0) + 1);
-      row.rank = rank.get(row.group);
+      if (!R.groupRows.has(row.group)) R.groupRows.set(row.group, []);
+      R.groupRows.get(row.group).push(row);
+      row.rank = R.groupRows.get(row.group).length;
       R.byId.set(row.id, row);
     }
     for (const [id, decision] of Object.entries(data.decisions)) R.decisions.set(Number(id), decision);
     R.filters.levels = new Set(data.levels);
     R.digits = digits();
-    $("title").textContent = [data.source, data.model && `model ${data.model}`].filter(Boolean).join(" · ");
-    $("title").title = $("title").textContent;
+    $("title").textContent = [baseName(data.source), data.model && `model ${data.model}`].filter(Boolean).join(" · ");
+    $("title").title = data.source;
     drawFilters();
     drawActions();
     R.cardH = measureCard();
     filter();
     R.cursor = initialCursor();
     layout();
-    scrollToCursor("center");
+    scrollToCursor(R.where[R.cursor] && R.lines[R.where[R.cursor].line].y > main.clientHeight / 2 ? "center" : undefined);
     paint();
     progress();
     main.addEventListener("scroll", () => requestAnimationFrame(paint), { passive: true });
@@ -107,7 +108,7 @@
     $("filters").innerHTML = `<div class="chips" title="levels shown"><span class="label">level</span>${levels}</div>
       <label class="range" title="${esc(data.by)} range"><span class="label">${esc(data.by)}</span><input id="min" type="number" step="any" placeholder="min"> – <input id="max" type="number" step="any" placeholder="max"></label>
       <div class="seg" title="decisions shown"><span class="label">decision</span>${seg}</div>
-      <div class="keyhint"><kbd>y</kbd>keep <kbd>s</kbd>star <kbd>n</kbd>reject <kbd>u</kbd>undo <kbd>↵</kbd>view <kbd>?</kbd>keys</div>`;
+      <div class="keyhint"><kbd>y</kbd>keep <kbd>s</kbd>star <kbd>n</kbd>reject <kbd>u</kbd>undo <kbd>↵</kbd>view</div>`;
     $("filters").addEventListener("click", (e) => {
       const b = e.target.closest("button");
       if (!b) return;
@@ -227,7 +228,7 @@
 
   function groupHtml(line) {
     const value = data.groups[line.group];
-    const all = R.rows.filter((r) => r.group === line.group);
+    const all = R.groupRows.get(line.group);
     const done = all.filter((r) => R.decisions.has(r.id)).length;
     const shown = line.end - line.start;
     return `<span class="key">${esc(data.groupBy)}</span><h2 title="${esc(value)}">${value === null ? "<i>(none)</i>" : esc(value)}</h2>
@@ -247,8 +248,9 @@
     return `<div class="${classes}" data-id="${row.id}">
       <div class="img"><img src="${imageUrl(row.id, "thumb")}" alt="" decoding="async" draggable="false"><span class="rank">#${row.rank}</span>${tag}</div>
       <div class="info"><div class="head"><span class="score">${fmt(row.score, R.digits)}</span>${by}${lvl}</div>${heads}${dims}
-      <div class="name" title="${esc(row.path)}">\u200e${esc(row.path)}</div></div></div>`;
+      <div class="name" title="${esc(row.path)}">${esc(baseName(row.path))}</div></div></div>`;
   }
+  const baseName = (path) => path.slice(path.lastIndexOf("/") + 1);
   const pct = (v) => (v === null || v === undefined ? 0 : Math.max(0, Math.min(100, v * 100)).toFixed(1));
   function dimBars(row) {
     let out = "", last = null;
@@ -394,7 +396,7 @@
     viewer.innerHTML = `<div class="viewer"><div class="stage"><button class="btn close" data-close>esc · close</button>
       <img src="${imageUrl(row.id, "preview")}" alt="">
       <div class="nav"><kbd>←</kbd> <kbd>→</kbd> previous / next · ${R.cursor + 1} of ${R.items.length}</div></div>
-      <aside class="side"><div class="name" title="${esc(row.path)}">\u200e${esc(row.path)}</div>
+      <aside class="side"><div class="path" title="${esc(row.path)}">${esc(row.path)}</div>
       <div class="head"><span class="big">${fmt(row.score, R.digits)}</span>${row.level ? `<span class="level" style="--lvl:var(--${esc(row.level)})">${esc(row.level)}</span>` : ""}</div>
       ${data.groupBy ? `<div class="by">${esc(data.groupBy)}: ${esc(data.groups[row.group])} · #${row.rank}</div>` : ""}
       <div class="decide">${buttons}</div>
