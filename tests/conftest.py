@@ -7,6 +7,9 @@ the suite several times slower (measured: 27 s against 69-104 s for the scoring 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -15,6 +18,28 @@ from beholder.scoring import Scorer
 from beholder.testing import build_model, make_image, make_tiny_model
 
 torch.set_num_threads(1)
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture(scope="session")
+def subprocess_env() -> dict[str, str]:
+    """The environment of a beholder subprocess: this checkout's sources first, one torch thread."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])),
+            "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Ray instance of the module's own (2 CPUs, no dashboard; never one left running on the machine), shut down
+    whatever happens; yields its address."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -257,7 +258,7 @@ def test_reports_in_every_format(bench_dir: Path, tmp_path: Path) -> None:
         for s, n in ((0, 0.3), (1, 0.05))
     ]
     written = write_reports(evs, tmp_path)
-    assert set(written) == {"json", "md", "html"}
+    assert set(written) == {"json", "md", "html", "disagreements m0", "disagreements m1"}
     document = json.loads(written["json"].read_text())
     assert [row["model"] for row in document["leaderboard"]] == ["m1", "m0"]  # less noise, higher SRCC first
     assert document["evaluations"][0]["overall"]["srcc"] == pytest.approx(evs[0].report["overall"]["srcc"])
@@ -279,7 +280,7 @@ def test_json_report_writes_undefined_values_as_null(bench_dir: Path, tmp_path: 
     ev = evaluate(bench, results, name="m", pred_scale=Scale(0, 1, "t"), bootstrap=0)
     assert math.isnan(ev.report["categories"]["photo"]["srcc"])
     written = write_reports([ev], tmp_path, formats=("json", "md"))
-    assert set(written) == {"json", "md"}
+    assert set(written) == {"json", "md", "disagreements m"}
     assert json.loads(written["json"].read_text())["evaluations"][0]["categories"]["photo"]["srcc"] is None
     assert "| photo | 8 |" in written["md"].read_text()
 
@@ -371,3 +372,34 @@ def test_html_report_renders_in_headless_chromium(bench_dir: Path, tmp_path: Pat
 
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 200
+
+
+def test_largest_disagreements_per_category_reach_the_reports_and_a_table_review_opens(
+    bench_dir: Path, tmp_path: Path
+) -> None:
+    from beholder.review import Criteria, ReviewSession, ScoreTable
+
+    bench = load_benchmark(bench_dir / "eria.json")
+    ev = evaluate(bench, synthetic_predictions(bench, (0, 1), noise=0.3), name="m/1", pred_scale=Scale(0, 1, "t"),
+                  bootstrap=0, disagreements=2)  # fmt: skip
+    found = ev.report["disagreements"]
+    assert sorted(found) == sorted(CATEGORIES)
+    for category, items in found.items():
+        sizes = np.abs(ev.pred01 - ev.gt01)[np.array(ev.categories) == category]
+        assert [abs(d["difference"]) for d in items] == pytest.approx(sorted(sizes, reverse=True)[:2])
+        assert all(d["ground_truth"] == pytest.approx(1 + 9 * d["ground_truth01"]) for d in items)  # ERIA: 1-10
+    written = write_reports([ev], tmp_path, formats=("html", "md"))
+    html = written["html"].read_text()
+    assert html.count("data:image/jpeg;base64,") == 6 and "Largest disagreements" in html
+    assert "beholder review disagreements-m_1.parquet --group-by category --by disagreement" in html
+    assert "| Category | Image | Model | Truth | Difference |" in written["md"].read_text()
+    table = written["disagreements m/1"]
+    assert table.name == "disagreements-m_1.parquet"
+    session = ReviewSession(ScoreTable.read(table, "category"), Criteria(group_by="category", by="disagreement"))
+    assert len(session.rows) == 6 and all(os.path.isfile(session.image(i).path) for i in range(6))
+    first = {}
+    for i, group in enumerate(session.rows.groups):
+        first.setdefault(group, session.row(i))
+    assert {g: r["disagreement"] for g, r in first.items()} == pytest.approx(
+        {c: abs(items[0]["difference"]) for c, items in found.items()}
+    )

@@ -26,22 +26,13 @@ import beholder
 from beholder.cli import main
 from beholder.distributed import RayOptions, ScoreBatch, engine, prepare_batch, score_to_shards
 from beholder.distributed.output import ShardedOutput
+from beholder.distributed.plan import ROW, ROWS, SHARD, expand_shards, keys_digest, make_plan, shard_units
 from beholder.io import InputPlan, OutputConflict, read_provenance, read_scores
 from beholder.io.tables import is_score_column
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 N_FAILED = 6  # zero, truncated, text, huge, missing, folder-as-image
 OPTIONS = RayOptions(actors=1, cpus_per_actor=0.5, shard_size=4)  # leaves 1.5 of the 2 CPUs for reading, decoding
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A Ray instance of our own (never one left running on the machine), shut down whatever happens."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +242,28 @@ def test_engine_ray_usage_errors_and_missing_extra(inputs, tiny_internvl, tmp_pa
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     assert main([*args, "-o", str(tmp_path / "out")]) == 101
     assert "pip install 'beholder[ray]'" in capsys.readouterr().err
+
+
+def test_a_plan_of_a_key_subset_keeps_full_run_keys_down_to_tar_members(inputs, tmp_path, monkeypatch):
+    """The plan of a subset (a cascade's survivors): only those files, only the listed members of a tar (a member it
+    lacks an error row, in the listed count), no shard for a tar with none; keys as a full plan gives them."""
+    monkeypatch.chdir(inputs["root"])
+    plan = InputPlan(inputs["args"])
+    keys = {"photos/img0001.png", "photos/img0004.png", "data/extra.png", "shard.tar/s2.webp", "shard.tar/gone.jpg",
+            "not/an/input.jpg"}
+    subset = make_plan(plan, tmp_path / "subset", shard_size=2, keys=keys)
+    assert [(s.rows, s.tar, s.subset) for s in subset.shards] == [(2, None, False), (1, None, False),
+                                                                   (2, "shard.tar", True)]  # empty.tar: no shard
+    rows = pa.concat_tables(expand_shards(pa.concat_tables(shard_units(subset.shards, tmp_path / "subset")), chunk=1),
+                            promote_options="permissive")
+    got = {r["path"]: (r[SHARD], r[ROW], r[ROWS], r["error"]) for r in rows.to_pylist()}
+    assert got == {
+        "photos/img0001.png": (0, 0, 2, None), "photos/img0004.png": (0, 1, 2, None), "data/extra.png": (1, 0, 1, None),
+        "shard.tar/s2.webp": (2, 0, 2, None),  # archive order first, then what the tar lacks
+        "shard.tar/gone.jpg": (2, 1, 2, "InputError: shard.tar has no image member gone.jpg"),
+    }
+    full = make_plan(plan, tmp_path / "full", shard_size=2)
+    every = pa.concat_tables(expand_shards(pa.concat_tables(shard_units(full.shards, tmp_path / "full"))),
+                             promote_options="permissive")
+    assert set(got) - {"shard.tar/gone.jpg"} < set(every["path"].to_pylist())
+    assert keys_digest(keys) == keys_digest(sorted(keys)) != keys_digest(keys - {"not/an/input.jpg"})

@@ -3,7 +3,7 @@ fraction or count per group, or those above a threshold), score only the survivo
 
 It is the restartable steps `score -> select -> score` with plain files between them, in OUT.cascade/:
 
-    cascade.json       the models, rule and group column (a resume with others is refused)
+    cascade.json       the models, rule, group column and engine (a resume with others is refused)
     stage1.parquet     every input scored by the cheap model         (a resumable score table, as `beholder score`)
     survivors.parquet  what `select` keeps of stage 1: path, stage-1 score and group
     stage2.parquet     the survivors scored by the expensive model    (a resumable score table)
@@ -13,8 +13,10 @@ error, score_<name>, dim_<key>, head_<name>; empty for rows that stopped at stag
 row reached: 1 or 2), `stage1_score` (the cheap model's score) and the input's carried columns. A killed run
 resumes where it stopped: a finished stage is not run again and its model is not even loaded.
 
-Which engine scores a stage is the StageRunner's business: LocalStages runs beholder's local pipeline; another
-engine (Ray) plugs in as another StageRunner that writes the same score table for the inputs it is given.
+Which engine scores a stage is the StageRunner's business: LocalStages runs beholder's local pipeline (with a
+loaded model, or a `beholder serve` service's through beholder.client.RemoteScorer); RayStages runs the Ray engine,
+whose stage tables are folders of Parquet shards that read as one table, and whose stage 2 plans only the
+survivors' keys (beholder.distributed.plan). Both write the same rows for the same inputs.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,6 +50,7 @@ from beholder.io.tables import is_score_column
 from beholder.results import BASE_COLUMNS, STAGE1_SCORE
 
 if TYPE_CHECKING:
+    from beholder.distributed import RayOptions
     from beholder.scoring import Scorer
 
 STAGE = "stage"  # the last stage a row reached, 1 or 2
@@ -111,7 +114,10 @@ def parse_cascade(spec: str) -> tuple[str, CascadeRule]:
 
 class StageRunner(Protocol):
     """Scores `plan`'s inputs (only those whose key is in `keys`, when given) with `model` into the finished score
-    table `output`, resuming an interrupted table there, for stage 1 or 2; returns whatever summary it has."""
+    table `output`, resuming an interrupted table there, for stage 1 or 2; returns whatever summary it has (None
+    when `output` was finished already: then no model is loaded)."""
+
+    engine: str  # recorded with the run: a resume on another engine is refused (their unfinished tables differ)
 
     def __call__(self, stage: int, model: str, plan: InputPlan, keys: set[str] | None, output: Path) -> Any: ...
 
@@ -121,7 +127,8 @@ class LocalStages:
     """Runs a stage on this machine: the model loaded only when the stage has work, batch scoring into a
     ResumableWriter (so a killed stage resumes), as `beholder score` does."""
 
-    load: Callable[[str], Scorer]  # model name -> Scorer
+    engine: ClassVar[str] = "local"
+    load: Callable[[str], Scorer]  # model name -> Scorer (or a RemoteScorer: the local pipeline takes either)
     score_options: dict[str, Any]  # keyword arguments of pipeline.score_inputs (batch_size, decode_workers, ...)
     full: bool | None = None  # stage 2's scoring mode (None: the model's default); stage 1 is always one pass
     checkpoint_seconds: float = 30.0
@@ -138,9 +145,58 @@ class LocalStages:
             return score_inputs(
                 scorer, items, writer, full=False if stage == 1 else self.full,
                 total=plan.count() if keys is None else len(keys),
-                provenance={"inputs": plan.inputs, "paths_relative_to": plan.base, "stage": stage},
+                provenance=_stage_provenance(plan, stage),
                 **self.score_options,
             )
+
+
+@dataclass
+class RayStages:
+    """Runs a stage on a Ray cluster (beholder.distributed, extra `beholder[ray]`) into a folder of Parquet shards
+    that resumes at shard granularity; stage 2 plans only the survivors. Ray is joined (or started) when a stage
+    first has work, and left by `close` (or the context manager) if this runner started it."""
+
+    engine: ClassVar[str] = "ray"
+    options: RayOptions  # the cluster and how the run is spread over it
+    load_options: dict[str, Any] = field(default_factory=dict)  # beholder.load's keyword arguments, for every worker
+    batch_size: int = 8  # images per forward pass on an actor
+    full: bool | None = None  # stage 2's scoring mode (None: the model's default); stage 1 is always one pass
+    progress: bool = True
+    _connected: bool = field(default=False, init=False)
+
+    def __call__(self, stage: int, model: str, plan: InputPlan, keys: set[str] | None, output: Path) -> Any:
+        import ray
+
+        from beholder.distributed import connect, score_to_shards
+        from beholder.distributed.output import ShardedOutput
+
+        if ShardedOutput(output).complete:
+            return None
+        if not ray.is_initialized():
+            connect(self.options.address)
+            self._connected = True
+        return score_to_shards(
+            model, plan, output, keys=keys, full=False if stage == 1 else self.full, batch_size=self.batch_size,
+            load_options=self.load_options, progress=self.progress, options=self.options,
+            provenance=_stage_provenance(plan, stage),
+        )
+
+    def close(self) -> None:
+        if self._connected:
+            import ray
+
+            ray.shutdown()
+            self._connected = False
+
+    def __enter__(self) -> RayStages:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stage_provenance(plan: InputPlan, stage: int) -> dict[str, Any]:
+    return {"inputs": plan.inputs, "paths_relative_to": plan.base, "stage": stage}
 
 
 @dataclass(frozen=True)
@@ -197,16 +253,17 @@ def run_cascade(
     if overwrite:
         remove(paths.folder)
     paths.folder.mkdir(parents=True, exist_ok=True)
-    _check_record(paths, {"cheap": cheap, "expensive": expensive, "rule": str(rule), "group_by": group_by})
+    _check_record(paths, {"cheap": cheap, "expensive": expensive, "rule": str(rule), "group_by": group_by,
+                          "engine": runner.engine})
     stage1 = runner(1, cheap, plan, None, paths.stage1)
     first = read_scores(paths.stage1)
     if group_by is not None and group_by not in first.column_names:
         raise UsageError(f"no column {group_by!r} to group by (columns of the inputs: {', '.join(first.column_names)})")
     kept = rule.apply(first, group_by).table
-    write_table(paths.survivors, kept.select(["path", "score", *([group_by] if group_by else [])]))
     keys = _keys(kept)
-    if paths.stage2.exists() and _keys(read_scores(paths.stage2, columns=["path"])) != keys:
-        remove(paths.stage2)  # made for other survivors (the inputs changed since): score them again
+    if not paths.survivors.exists() or _keys(read_scores(paths.survivors, columns=["path"])) != keys:
+        remove(paths.stage2)  # finished or not, made for other survivors (stage 1 was made again): score them again
+    write_table(paths.survivors, kept.select(["path", "score", *([group_by] if group_by else [])]))
     if keys:
         stage2 = runner(2, expensive, plan, keys, paths.stage2)
     else:  # nothing survived: the expensive model is not even loaded
@@ -228,17 +285,18 @@ def run_cascade(
 
 
 def merge_stages(first: pa.Table, second: pa.Table) -> pa.Table:
-    """Stage 1's rows in their order, with stage 2's columns for the rows that reached it (see module docstring)."""
+    """Stage 1's rows in their order, with stage 2's score columns for the rows that reached it and stage 1's
+    carried columns for every row (see module docstring)."""
     index = {key: i for i, key in enumerate(second["path"].to_pylist())}
     rows = [index.get(key) for key in first["path"].to_pylist()]
     reached = pa.array([i is not None for i in rows])
     take = pa.array(rows, pa.int64())
-    stage2 = {name: second[name].take(take) for name in second.column_names if name != "path"}
+    scored = [n for n in second.column_names if n != "path" and (n in BASE_COLUMNS or is_score_column(n))]
+    stage2 = {name: second[name].take(take) for name in scored}
     for name, type_ in (("score", pa.float64()), ("level", pa.string()), ("error", pa.string())):
         stage2.setdefault(name, pa.nulls(len(first), type_))  # no row reached stage 2
     error = pc.if_else(reached, stage2["error"], first["error"].cast(pa.string()))
-    carried = [n for n in first.column_names
-               if n not in BASE_COLUMNS and n not in second.column_names and not is_score_column(n)]
+    carried = [n for n in first.column_names if n not in BASE_COLUMNS and not is_score_column(n)]
     columns = {
         "path": first["path"],
         "score": stage2["score"],
@@ -259,12 +317,12 @@ def _keys(table: pa.Table) -> set[str]:
 
 def _check_record(paths: CascadePaths, settings: dict[str, Any]) -> None:
     if paths.record.exists():
-        stored = json.loads(paths.record.read_text())
+        stored = {"engine": "local", **json.loads(paths.record.read_text())}  # records from before Ray stages
         changed = sorted(k for k in settings.keys() | stored.keys() if stored.get(k) != settings.get(k))
         if changed:
             raise OutputConflict(
                 f"{paths.folder} holds a cascade run with other settings (differ: {', '.join(changed)}); run it "
-                "with the same models and rule, or pass --overwrite to start again"
+                "with the same models, rule and engine, or pass --overwrite to start again"
             )
         return
     write_json_atomic(paths.record, settings)

@@ -2,12 +2,14 @@
 
 The content is written under a temporary name beside the final path, made durable (fsync), then renamed over the
 final path in one step, and the rename itself made durable (fsync of the parent folder). A process killed
-midway leaves at most a temporary ".NAME.tmp-PID", never a half-written NAME.
+midway leaves at most a temporary ".NAME.tmp-PID", never a half-written NAME. (And two names: `file_slug`, a name
+made safe to be part of a file name; `cache_root`, the folder beholder's caches live in.)
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,3 +65,14 @@ def remove(path: str | os.PathLike) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def file_slug(name: str) -> str:
+    """A file-name-safe form of a model name or path ("KwaiVGI/HumanAesExpert-1B" -> "KwaiVGI_HumanAesExpert-1B")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "model"
+
+
+def cache_root() -> Path:
+    """Where beholder keeps what it can make again (converted models, thumbnails): $BEHOLDER_CACHE, or
+    ~/.cache/beholder."""
+    return Path(os.environ.get("BEHOLDER_CACHE") or "~/.cache/beholder").expanduser()

@@ -16,8 +16,8 @@ from beholder.cli.exits import EXIT_USAGE, run_command
 
 # Each command and the module that registers it, in the order `beholder --help` lists them.
 _COMMANDS = {
-    "score": "score", "select": "curate", "compare": "curate", "evaluate": "evaluate", "annotate": "annotate",
-    "serve": "serve", "data": "data", "train": "train", "models": "models", "convert": "convert",
+    "score": "score", "select": "curate", "compare": "curate", "review": "review", "evaluate": "evaluate",
+    "annotate": "annotate", "serve": "serve", "data": "data", "train": "train", "models": "models", "convert": "convert",
 }
 
 

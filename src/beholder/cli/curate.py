@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from beholder import jsonsafe
 from beholder.cli.exits import EXIT_STATUS_HELP
 from beholder.curate import LINK_MODES, Comparison, compare, materialise, select
 from beholder.errors import UsageError
-from beholder.io import read_provenance, read_scores, write_table
+from beholder.io import paths_base, read_provenance, read_scores, write_table
 
 SELECT_DESCRIPTION = """\
 Keep the best images of a score table (.jsonl, .csv or .parquet from `beholder score`).
 
-Rows with an error are never kept. --min/--max filter first; then --top-k or --top-fraction keep the
-best of what is left, within each --group-by group (e.g. per prompt) when given. Ties are broken by path.
+Rows with an error are never kept. --decisions keeps only the images a person kept in `beholder review`
+(--keep: which decisions count); --min/--max filter next; then --top-k or --top-fraction keep the best of
+what is left, within each --group-by group (e.g. per prompt) when given. Ties are broken by path.
 The kept rows are written to -o OUT (same columns, with the source's provenance and the selection
 recorded), and/or their images copied or linked into a folder (with --group-by, a subfolder per group);
 with neither, kept paths are printed. Relative paths in the table are taken from the folder they were
@@ -30,7 +33,8 @@ examples:
   beholder select scores.parquet --min 0.6 -o keep.parquet
   beholder select scores.parquet --top-k 4 --group-by prompt --copy-to best/
   beholder select scores.jsonl --top-fraction 0.1 --by dim_environment --symlink-to top10/
-  beholder select unipercept.parquet --top-k 100 --by score_iqa -o sharpest.parquet"""
+  beholder select unipercept.parquet --top-k 100 --by score_iqa -o sharpest.parquet
+  beholder select scores.parquet --decisions scores.parquet.decisions.jsonl --keep keep,star --copy-to delivery/"""
 
 COMPARE_DESCRIPTION = """\
 Compare two score tables: mean, median, standard deviation and confidence interval of each set, the
@@ -73,6 +77,10 @@ def _register_select(subparsers: argparse._SubParsersAction) -> None:
     criteria.add_argument("--group-by", metavar="COL", help="rank within groups of this column, e.g. prompt")
     criteria.add_argument("--by", default="score", metavar="COL",
                           help="column to rank on: score, a named score score_<name>, dim_<key>, ... (default: score)")
+    review = p.add_argument_group("a person's decisions (from `beholder review`)")
+    review.add_argument("--decisions", metavar="FILE", help="keep only images decided as --keep in this decisions file")
+    review.add_argument("--keep", default="keep,star", metavar="LIST",
+                        help="the decisions that keep an image, comma-separated (default: keep,star)")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="OUT", help="write the kept rows: .jsonl, .csv or .parquet")
     to = out.add_mutually_exclusive_group()
@@ -106,11 +114,13 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    if all(v is None for v in (args.min_score, args.max_score, args.top_k, args.top_fraction)):
-        raise UsageError("give at least one of --min, --max, --top-k, --top-fraction")
+    if args.decisions is None and all(v is None for v in (args.min_score, args.max_score, args.top_k, args.top_fraction)):
+        raise UsageError("give at least one of --min, --max, --top-k, --top-fraction, --decisions")
     exports = [(mode, getattr(args, f"{mode}_to")) for mode in LINK_MODES if getattr(args, f"{mode}_to")]
     mode, dest = exports[0] if exports else (None, None)
     table = read_scores(args.scores)
+    if args.decisions:
+        table = _decided(table, args.decisions, args.keep)
     selection = select(
         table,
         min_score=args.min_score,
@@ -122,12 +132,14 @@ def run_select(args: argparse.Namespace) -> int:
     )
     provenance = read_provenance(args.scores) or {}
     if args.output:
-        criteria = {k: getattr(args, k) for k in ("min_score", "max_score", "top_k", "top_fraction", "group_by", "by")}
+        criteria = {
+            k: getattr(args, k)
+            for k in ("min_score", "max_score", "top_k", "top_fraction", "group_by", "by", "decisions", "keep")
+        }
         record = {"selection": {"source": args.scores, **criteria, "kept": len(selection.table)}}
         write_table(args.output, selection.table, {**provenance, **record})
     if dest:
-        base = provenance.get("paths_relative_to") or os.path.dirname(os.path.abspath(args.scores))
-        materialise(selection.table, dest, mode=mode, base=base, group_by=args.group_by)
+        materialise(selection.table, dest, mode=mode, base=paths_base(args.scores, provenance), group_by=args.group_by)
     if not args.output and not dest:
         for path in selection.table["path"].to_pylist():
             print(path)
@@ -135,6 +147,17 @@ def run_select(args: argparse.Namespace) -> int:
     where = "".join(f"; {verb} {target}" for verb, target in (("wrote", args.output), (f"{mode} to", dest)) if target)
     print(f"kept {len(selection.table)} of {selection.considered} scored rows{excluded}{where}", file=sys.stderr)
     return 0
+
+
+def _decided(table: pa.Table, decisions: str, keep: str) -> pa.Table:
+    """The rows of `table` whose image the person decided as one of `keep` (comma-separated) in a review."""
+    from beholder.review.decisions import DECISIONS, read_decisions
+
+    wanted = {d.strip() for d in keep.split(",") if d.strip()}
+    if not wanted or wanted - set(DECISIONS):
+        raise UsageError(f"--keep takes some of {','.join(DECISIONS)}, not {keep!r}")
+    kept = [path for path, decision in read_decisions(decisions).items() if decision in wanted]
+    return table.filter(pc.is_in(table["path"], value_set=pa.array(kept, pa.string())))
 
 
 def run_compare(args: argparse.Namespace) -> int:

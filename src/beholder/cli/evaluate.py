@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from beholder.cascade import parse_cascade
 from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 from beholder.cli.exits import EXIT_STATUS_HELP, failed_status
 from beholder.errors import BeholderError, UsageError
+from beholder.files import file_slug
 from beholder.evaluate import (
     LAYOUTS,
     Benchmark,
@@ -28,6 +28,7 @@ from beholder.evaluate import (
     write_reports,
 )
 from beholder.evaluate.cascade import CASCADE_COLUMNS, evaluate_cascade
+from beholder.evaluate.disagreements import DEFAULT_PER_CATEGORY
 from beholder.evaluate.document import Table, category_bias_section, fmt, leaderboard_section
 from beholder.evaluate.markdown import markdown_table
 from beholder.evaluate.plots import require_matplotlib
@@ -41,8 +42,9 @@ Measure aesthetic scores against a benchmark's ground truth.
 same model runs again, but for its failed images, which are scored again; --overwrite scores them all);
 --predictions measures a score table made by `beholder score`. Give several of either for one leaderboard. Reports go to OUTPUT/report.json, report.md and report.html (self-contained,
 with plots): SRCC, KRCC, PLCC raw and after a 4-parameter logistic fit, MSE/RMSE/MAE, 5-level accuracy and
-macro P/R/F1 with bootstrap intervals, per-dimension MAE, per-category bias, and HumanAesExpert-compatible
-columns under names that say what they compute.
+macro P/R/F1 with bootstrap intervals, per-dimension MAE, per-category bias, HumanAesExpert-compatible
+columns under names that say what they compute, and per category thumbnails of the images where the model and
+the ground truth disagree most (also written as OUTPUT/disagreements-<model>.parquet for `beholder review`).
 
 Scales: correlations use raw scores; errors, bias and levels use both sides mapped to [0, 1] by their
 stated scales. The prediction scale is --pred-scale, else the model's native scale or the score table's
@@ -106,6 +108,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples, 0 for none")
     parser.add_argument("--confidence", type=float, default=0.95, help="interval confidence (0.95)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    parser.add_argument(
+        "--disagreements", type=int, default=DEFAULT_PER_CATEGORY, metavar="N",
+        help="per category, the N images where model and ground truth disagree most: thumbnails in the HTML report "
+        "and OUTPUT/disagreements-<model>.parquet for `beholder review` (%(default)s; 0 for none)",
+    )  # fmt: skip
     scoring = parser.add_argument_group("scoring (with --model)")
     add_model_options(scoring)
     scoring.add_argument("--fast", action="store_true", help="single-pass scores even when the model has MetaVoter")
@@ -128,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     cascade = parse_cascade(args.cascade) if args.cascade else None
     if cascade and len(args.model) != 1:
         raise UsageError("--cascade measures against one --model, the expensive one")
+    if args.disagreements < 0:
+        raise UsageError(f"--disagreements must be at least 0, not {args.disagreements}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
@@ -167,7 +176,7 @@ def _predictions(args: argparse.Namespace, extra_models: list[str]) -> tuple[Ben
     entries: list[Predictions] = [read_predictions(p, scale=args.pred_scale, score=args.score) for p in args.predictions]
     for name in [*extra_models, *args.model]:
         scorer = load_scorer(args, name)
-        table = Path(args.output) / f"predictions-{_slug(name)}.jsonl"
+        table = Path(args.output) / f"predictions-{file_slug(name)}.jsonl"
         predictions = score_benchmark(
             scorer,
             benchmark,
@@ -194,6 +203,7 @@ def _measure(args: argparse.Namespace, benchmark: Benchmark, e: Predictions) -> 
         bootstrap=args.bootstrap,
         confidence=args.confidence,
         seed=args.seed,
+        disagreements=args.disagreements,
     )
 
 
@@ -212,8 +222,3 @@ def _formats(text: str) -> tuple[str, ...]:
     if not formats or set(formats) - set(FORMATS):
         raise argparse.ArgumentTypeError(f"expected some of {','.join(FORMATS)}, got {text!r}")
     return formats
-
-
-def _slug(name: str) -> str:
-    """A file-name-safe form of a model name or path ("KwaiVGI/HumanAesExpert-1B" -> "KwaiVGI_HumanAesExpert-1B")."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "model"

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from beholder.cli.batch import format_summary, report_complete
 from beholder.cli.common import load_options
 from beholder.cli.exits import failed_status
 from beholder.errors import BeholderError, UsageError, require
+
+if TYPE_CHECKING:
+    from beholder.distributed import RayOptions
 
 EXTRA = "pip install 'beholder[ray]'"
 INTERRUPT_HINT = "finished shards are kept: run the same command again to resume"
@@ -52,27 +58,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--engine ray needs -o OUT, the folder the Parquet shards go to")
     if Path(args.output).suffix.lower() in (".jsonl", ".ndjson", ".csv"):
         raise UsageError(f"--engine ray writes a folder of Parquet shards, not {args.output}")
-    if args.batch_size < 1 or args.shard_size < 1:
-        raise UsageError("--batch-size and --shard-size must be at least 1")
-    require("ray.data", "ray", "--engine ray")
-    from ray.exceptions import RayError
-
-    from beholder.distributed import RayOptions, score_to_shards
+    options = ray_options(args)
+    from beholder.distributed import score_to_shards
     from beholder.distributed.output import ShardedOutput
     from beholder.io import InputPlan
 
     out = ShardedOutput(args.output, overwrite=args.overwrite)
     if out.complete:
         return report_complete(args.output, out.totals())
-    options = RayOptions(
-        address=args.address,
-        actors=args.actors,
-        gpus_per_actor=args.gpus_per_actor,
-        cpus_per_actor=args.cpus_per_actor,
-        shard_size=args.shard_size,
-    )
     inputs = InputPlan(args.inputs, path_column=args.path_column)
-    try:
+    with ray_errors(INTERRUPT_HINT):
         summary = score_to_shards(
             args.model,
             inputs,
@@ -85,14 +80,40 @@ def run(args: argparse.Namespace) -> int:
             options=options,
             provenance={"inputs": inputs.inputs, "paths_relative_to": inputs.base},
         )
+    print(format_summary(summary, args.output, "scored"), file=sys.stderr)
+    return failed_status(summary.failed)
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions:
+    """The engine options, checked, once Ray is known to be installed (MissingDependency otherwise)."""
+    if args.batch_size < 1 or args.shard_size < 1:
+        raise UsageError("--batch-size and --shard-size must be at least 1")
+    require("ray.data", "ray", "--engine ray")
+    from beholder.distributed import RayOptions
+
+    return RayOptions(
+        address=args.address,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
+        shard_size=args.shard_size,
+    )
+
+
+@contextmanager
+def ray_errors(hint: str) -> Iterator[None]:
+    """The engine's failures as BeholderError: settings the cluster or a stored plan cannot take, and a run that
+    stopped (`hint` says what it left)."""
+    from ray.exceptions import RayError
+
+    try:
+        yield
     except BeholderError:
         raise
     except ValueError as exc:  # settings the stored plan or the cluster cannot take
         raise BeholderError(str(exc)) from exc
     except (RayError, RuntimeError) as exc:
-        raise BeholderError(f"the run stopped: {_last_line(exc)}\n{INTERRUPT_HINT}") from exc
-    print(format_summary(summary, args.output, "scored"), file=sys.stderr)
-    return failed_status(summary.failed)
+        raise BeholderError(f"the run stopped: {_last_line(exc)}\n{hint}") from exc
 
 
 def _last_line(exc: BaseException) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 
 from beholder.cli.common import add_model_options, load_scorer
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for module in ("fastapi", "uvicorn", "python_multipart", "prometheus_client"):
         require(module, "serve", "beholder serve")
     from beholder.serve.app import create_app
-    from beholder.serve.config import ServeConfig
+    from beholder.serve.config import ServeConfig, is_loopback
     from beholder.serve.security import AllowedRoot, ApiKey
     from beholder.serve.server import listen, run as serve, url_of
 
@@ -109,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         scorer = load_scorer(args)
         if not args.fast and not scorer.has_full:
             print(f"note: {args.model} has no expert/MetaVoter heads: single-pass scores only", file=sys.stderr)
-        if api_key is None and not _is_loopback(config.host):
+        if api_key is None and not is_loopback(config.host):
             print(f"warning: serving on {config.host} without --api-key-file: anyone who can reach it may use it",
                   file=sys.stderr)
         url = url_of(sock)
@@ -117,10 +116,3 @@ def run(args: argparse.Namespace) -> int:
         if not serve(app, config, sock, on_started=lambda: print(f"serving {scorer.config.name} at {url}", flush=True)):
             raise BeholderError("stopped by a second Ctrl-C before the requests in flight were answered")
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"

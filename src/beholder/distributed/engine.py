@@ -1,6 +1,7 @@
 """`beholder score --engine ray`: the inputs of `beholder score`, scored on a Ray cluster into Parquet shards.
 
-    plan (driver, once)      INPUTs -> shards: plan files of image paths, or one tar each   (plan.py)
+    plan (driver, once)      INPUTs (or a subset of their keys) -> shards: plan files of image paths, or one
+                             tar each                                                        (plan.py)
     read (tasks)             a shard -> its rows: its plan file, or its tar's members (expand_shards)
     decode (CPU tasks)       prepare_batch: decode + preprocess, float32 pixels out         (stages.py)
     score (actor pool)       ScoreBatch: one model per actor, on its GPU when Ray gives it one
@@ -17,9 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from beholder.distributed.plan import (
     Shard,
     ShardPlan,
     expand_shards,
+    keys_digest,
     make_plan,
     shard_units,
 )
@@ -74,6 +76,7 @@ def score_to_shards(
     inputs: InputPlan,
     output: str | Path,
     *,
+    keys: Collection[str] | None = None,
     full: bool | None = None,
     batch_size: int = 8,
     load_options: Mapping[str, Any] | None = None,
@@ -84,6 +87,9 @@ def score_to_shards(
 ) -> RunSummary:
     """Score `inputs` with `model` on Ray into the folder `output` (see beholder.distributed.output), resuming
     an interrupted run there. Connects to (or starts) Ray unless this process is connected already.
+
+    keys: score only the inputs with these keys (`Item.key`s, tar members included), as rows of a full run would
+        be, in input order (see beholder.distributed.plan); a rerun must give the same keys.
 
     load_options: `beholder.load`'s keyword arguments (device, dtype, max_tiles, decode, trust_remote_code, ...)
         for every worker; device "auto" (the default) is "cuda" when the actors get GPUs, else "cpu".
@@ -105,10 +111,11 @@ def score_to_shards(
             "inputs": inputs.inputs,
             "path_column": inputs.path_column,
             "shard_size": options.shard_size,
+            "keys_sha256": keys_digest(keys),
         }
         record = _provenance(preprocessor, expected["mode"], resources, options, provenance or {})
         with ShardedOutput(output, overwrite=overwrite) as out:
-            plan = _plan(out, settings, inputs, options.shard_size)
+            plan = _plan(out, settings, inputs, options.shard_size, keys)
             done = out.done()
             pending = [s for s in plan.shards if s.index not in done]
             collector = _Collector(out, plan.carried, record, pending, progress)
@@ -134,12 +141,14 @@ def score_to_shards(
     )
 
 
-def _plan(out: ShardedOutput, settings: dict[str, Any], inputs: InputPlan, shard_size: int) -> ShardPlan:
+def _plan(
+    out: ShardedOutput, settings: dict[str, Any], inputs: InputPlan, shard_size: int, keys: Collection[str] | None
+) -> ShardPlan:
     """The plan an interrupted run stored in `out`, or a new one, stored before anything is scored."""
     stored = out.start(settings)
     if stored is not None:
         return ShardPlan.from_json(stored)
-    plan = make_plan(inputs, out.plan_folder, shard_size)
+    plan = make_plan(inputs, out.plan_folder, shard_size, keys)
     out.save_plan(settings, plan.to_json())
     return plan
 
@@ -239,7 +248,7 @@ class _Collector:
         self.pieces: dict[int, list[pa.Table]] = defaultdict(list)
         self.schema = out.part_schema()  # parts written by an earlier run fix the schema
         self.scored = 0
-        total = None if any(s.tar for s in pending) else sum(s.rows for s in pending)
+        total = None if any(s.rows is None for s in pending) else sum(s.rows for s in pending)
         self.bar = tqdm(total=total, unit="img", desc="scoring", disable=not progress, dynamic_ncols=True)
 
     def add(self, batch: pa.Table) -> None:

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from beholder.evaluate import plots
+from beholder.evaluate.disagreements import disagreements_file
 from beholder.evaluate.report import LEADERBOARD_COLUMNS, Evaluation, leaderboard
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, LEVELS
 
@@ -49,6 +50,13 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Thumb:
+    group: str  # the heading it is shown under (a category)
+    path: str  # the image: a key as tables write it
+    caption: str
+
+
+@dataclass(frozen=True)
 class Section:
     title: str
     depth: int  # 1 = the document, 2 = a model or a comparison, 3 = a part of one
@@ -56,6 +64,7 @@ class Section:
     table: Table | None = None
     figure: Callable[[], bytes] | None = None  # draws the section's plot as PNG (HTML only)
     figure_alt: str = ""
+    gallery: list[Thumb] = field(default_factory=list)  # images, which HTML shows in place of the table
 
 
 def fmt(value: Any) -> str:
@@ -196,7 +205,25 @@ def _model_sections(e: Evaluation) -> list[Section]:
     ]
     if r["categories"]:
         sections.append(_category_section(r["categories"]))
+    if r["disagreements"]:
+        sections.append(_disagreement_section(e.name, r["disagreements"]))
     return sections
+
+
+def _disagreement_section(model: str, found: dict[str, list[dict[str, Any]]]) -> Section:
+    rows, gallery = [], []
+    for category, items in found.items():
+        for d in items:
+            p, g = d["prediction01"], d["ground_truth01"]
+            rows.append([category, d["path"], f"{p:.3f}", f"{g:.3f}", f"{p - g:+.3f}"])
+            gallery.append(Thumb(category, d["path"], f"model {p:.2f} · truth {g:.2f} ({p - g:+.2f})"))
+    table = disagreements_file(model)
+    lines = [
+        "Per category, the images where the model and the ground truth differ most, both on [0, 1].",
+        f"Review them: beholder review {table} --group-by category --by disagreement",
+    ]
+    return Section("Largest disagreements", 3, lines, Table(["Category", "Image", "Model", "Truth", "Difference"],
+                                                           rows), gallery=gallery)  # fmt: skip
 
 
 CATEGORY_COLUMNS: dict[str, str] = {

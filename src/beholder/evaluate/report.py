@@ -1,8 +1,9 @@
 """Measure one model's predictions against a benchmark, and write the reports of one or more such measures.
 
 The report is a plain dict (JSON-ready): what was measured (model, benchmark, scales, coverage), the overall
-metrics with bootstrap intervals, the per-dimension MAE table when both sides have 12-dimension scores, and per
-category the bias (mean signed error of [0, 1]-normalised scores) and SRCC. `Evaluation` keeps the normalised
+metrics with bootstrap intervals, the per-dimension MAE table when both sides have 12-dimension scores, per
+category the bias (mean signed error of [0, 1]-normalised scores) and SRCC, and per category the images where the
+model and the ground truth disagree most. `Evaluation` keeps the normalised
 pairs next to it, which the plots need and the JSON does not carry.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from beholder import jsonsafe, metrics
 from beholder.evaluate.benchmarks import Benchmark, BenchmarkItem
+from beholder.evaluate.disagreements import DEFAULT_PER_CATEGORY, largest_disagreements
 from beholder.evaluate.scales import Scale
 from beholder.results import ScoreResult
 from beholder.standard import DIMENSIONS
@@ -51,12 +53,14 @@ def evaluate(
     bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    disagreements: int = DEFAULT_PER_CATEGORY,
 ) -> Evaluation:
     """Pair `results` with the benchmark's items and measure them.
 
     Items without a prediction and predictions that failed (an error row) are left out and counted under
     `coverage`; predictions outside `pred_scale` are counted under `scales` and warned about, since they
-    usually mean the stated scale is wrong.
+    usually mean the stated scale is wrong. `disagreements`: how many of the images where model and ground truth
+    disagree most the report lists per category (0: none).
     """
     match = benchmark.match(results)
     scored = [(item, r) for item, r in match.pairs if r.ok and r.score is not None and math.isfinite(r.score)]
@@ -98,7 +102,10 @@ def evaluate(
         "overall": metrics.all_metrics(pred01, gt01, bootstrap=bootstrap, confidence=confidence, seed=seed),
         "dimensions": _dimensions(scored),
         "categories": _categories(pred01, gt01, categories, bootstrap, confidence, seed),
-    }
+        "disagreements": largest_disagreements(
+            [item.path for item, _ in scored], pred, gt, pred01, gt01, categories, disagreements
+        ) if disagreements else None,
+    }  # fmt: skip
     return Evaluation(name, report, pred01, gt01, categories)
 
 

@@ -14,19 +14,15 @@ sha256; its converted folder is keyed by the preset too (one tower serves severa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from beholder.config import CONFIG_NAME, FORMAT_VERSION, ModelConfig
 from beholder.convert.checkpoint import convert_checkpoint
 from beholder.convert.embedding import convert_embedding_checkpoint
+from beholder.files import cache_root
 from beholder.hub.download import download_snapshot, download_verified
 from beholder.model.folder import ModelNotFoundError
 from beholder.presets import HEAD_FILES, find_release
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("BEHOLDER_CACHE") or "~/.cache/beholder").expanduser()
 
 
 def cache_dir() -> Path:

@@ -10,8 +10,10 @@ from beholder.io.readers import (
     locate,
     read_tar_members,
     split_tar_key,
+    tar_member_spans,
 )
 from beholder.io.tables import (
+    paths_base,
     read_jsonl,
     read_provenance,
     read_scores,
@@ -35,6 +37,7 @@ __all__ = [
     "key_from_text",
     "key_to_text",
     "locate",
+    "paths_base",
     "printable",
     "read_jsonl",
     "read_provenance",
@@ -43,6 +46,7 @@ __all__ = [
     "read_tar_members",
     "split_tar_key",
     "table_format",
+    "tar_member_spans",
     "write_json_atomic",
     "write_table",
 ]

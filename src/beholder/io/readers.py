@@ -305,11 +305,11 @@ def _tar_items(shard: str, max_member_bytes: int) -> Iterator[Item]:
         yield Item(shard, None, error=f"InputError: corrupt tar shard after {done} image(s): {exc}")
 
 
-def _members(shard: str) -> Iterator[tuple[str, tarfile.TarInfo, tarfile.TarFile]]:
+def _members(shard: str, mode: str = "r|*") -> Iterator[tuple[str, tarfile.TarInfo, tarfile.TarFile]]:
     """(member key, member, open archive) for each image member, streamed: the one place member keys are made,
     so scoring and `read_tar_members` agree. A name seen before in the shard gets the first free `#2`, `#3`..."""
     used: set[str] = set()
-    with tarfile.open(shard, mode="r|*") as archive:
+    with tarfile.open(shard, mode=mode) as archive:
         for member in archive:
             if not member.isfile() or not is_image_name(member.name):
                 continue
@@ -334,3 +334,12 @@ def read_tar_members(shard: str, keys: Iterable[str]) -> Iterator[tuple[str, str
     if wanted:
         raise FileNotFoundError(f"{shard} has no image member {key_to_text(sorted(wanted)[0])}")
 
+
+
+def tar_member_spans(shard: str) -> dict[str, tuple[int, int]] | None:
+    """Member key -> (offset, size) of its bytes in an uncompressed shard, read from the headers alone (the archive
+    is seeked through, not read), so members can then be read in any order; None for a compressed shard."""
+    try:
+        return {key: (member.offset_data, member.size) for key, member, _ in _members(shard, mode="r:")}
+    except tarfile.ReadError:  # compressed (or not a tar at all: reading it member by member says so)
+        return None

@@ -199,6 +199,12 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
     return None
 
 
+def paths_base(path: str | os.PathLike, provenance: dict[str, Any] | None) -> str:
+    """The folder a score table's relative paths are relative to: the one recorded when it was scored
+    (`paths_relative_to` in its provenance), else the table's own folder."""
+    return (provenance or {}).get("paths_relative_to") or os.path.dirname(os.path.abspath(path))
+
+
 class TableWriter:
     """Streams tables of one schema into a .jsonl/.csv/.parquet file.
 

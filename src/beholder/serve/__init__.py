@@ -10,7 +10,7 @@
   inputs.py    a request's images: multipart uploads, JSON base64 or paths under the allowed root
   service.py   ScoringService: decode pool -> BatchEngine -> result rows; warm-up, annotation
   app.py       create_app: the /v1 scoring API on the web stack
-  launch.py    ServerProcess: `beholder serve` as a child process on a free port (tests, benchmarks, scripts)
+  launch.py    ServerProcess, BeholderProcess: `beholder serve` (or `review`) as a child process on a free port
 
 Nothing here is imported by `import beholder`; the FastAPI stack is the `serve` extra.
 """

@@ -3,12 +3,21 @@ an API key and an allowed root, are objects of their own)."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 LOOPBACK = "127.0.0.1"
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server to this machine."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""`beholder serve` as a child process on a free loopback port: for tests, benchmarks, or a training script that
-wants a local scoring service of its own.
+"""`beholder serve` (or any beholder command that serves HTTP, such as `review`) as a child process on a free
+loopback port: for tests, benchmarks, or a training script that wants a local scoring service of its own.
 
     with ServerProcess("./model", "--max-batch", "16") as server:
         client = Client(server.url)
+    with BeholderProcess("review", "scores.parquet", "--port", "0") as review:
+        ...  # review.url
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ import urllib.request
 from pathlib import Path
 
 
-class ServerProcess:
-    def __init__(
-        self, model: str | Path, *options: str, env: dict[str, str] | None = None, startup_timeout: float = 120.0
-    ):
-        """Start `beholder serve -m MODEL --port 0 OPTIONS...` and wait until /readyz answers 200.
-        Its output goes to `self.log` (a file), so a chatty server never blocks on a full pipe."""
-        self.log = Path(tempfile.mkstemp(prefix="beholder-serve-", suffix=".log")[1])
+class BeholderProcess:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, startup_timeout: float = 120.0):
+        """Start `beholder ARGS...` (a command that serves HTTP and prints its URL, given `--port 0`) and wait until
+        /readyz answers 200. Its output goes to `self.log` (a file), so a chatty server never blocks on a full pipe."""
+        self.name = f"beholder {args[0]}"
+        self.log = Path(tempfile.mkstemp(prefix=f"beholder-{args[0]}-", suffix=".log")[1])
         self._announce = self.log.with_suffix(".url")
         self._output: str | None = None  # set when stopped
-        command = [sys.executable, "-m", "beholder", "serve", "-m", str(model), "--port", "0", *options]
+        command = [sys.executable, "-m", "beholder", *args]
         with open(self._announce, "wb") as stdout, open(self.log, "wb") as stderr:
             self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
         try:
@@ -40,13 +41,13 @@ class ServerProcess:
         url = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"beholder serve exited with {self.process.returncode}:\n{self.output()}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.output()}")
             announced = self._announce.read_text().split()
             url = url or next((word for word in announced if word.startswith("http://")), None)
             if url and _get_status(url + "/readyz") == 200:
                 return url
             time.sleep(0.05)
-        raise TimeoutError(f"beholder serve was not ready within {timeout:g} s:\n{self.output()}")
+        raise TimeoutError(f"{self.name} was not ready within {timeout:g} s:\n{self.output()}")
 
     def output(self) -> str:
         """What the server printed (kept after stop() removes its files)."""
@@ -73,11 +74,19 @@ class ServerProcess:
                 path.unlink(missing_ok=True)
         return status
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> BeholderProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServerProcess(BeholderProcess):
+    def __init__(
+        self, model: str | Path, *options: str, env: dict[str, str] | None = None, startup_timeout: float = 120.0
+    ):
+        """`beholder serve -m MODEL --port 0 OPTIONS...`, ready."""
+        super().__init__("serve", "-m", str(model), "--port", "0", *options, env=env, startup_timeout=startup_timeout)
 
 
 def _get_status(url: str) -> int | None:
