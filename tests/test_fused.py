@@ -17,9 +17,8 @@ import pytest
 import torch
 
 import beholder
-from beholder.model.fused import fuse
 from beholder.cli.common import add_model_options, load_options
-from beholder.model.fused import linear
+from beholder.model.fused import fuse, linear
 from beholder.model.fused.linear import FusedLinear
 from beholder.scoring import Scorer
 from beholder.testing import SIZES, build_model, make_image, naive_full
