@@ -1,8 +1,9 @@
 """GPU-cluster sizing for `beholder score --engine ray`, from FLOPs counted per image and decode time measured here.
 
 Measured on this machine:
-  FLOPs per image   torch.utils.flop_counter.FlopCounterMode around AestheticModel.score_full / score_fast for one
-                    image (batch 1), on random-weight models. The InternVL2-1B geometry is counted on the whole model.
+  FLOPs per image   measure.count_flops (torch's FlopCounterMode, plus the CPU flash-attention kernel it has no
+                    formula for) around AestheticModel.score_full / score_fast for one image (batch 1), on
+                    random-weight models. The InternVL2-1B geometry is counted on the whole model.
                     The 8B geometries (32 GB in float32) are counted on models of the same widths with 1 and 2
                     layers per tower and extrapolated in depth: every layer of a tower has the same shapes, so
                     FLOPs = a + b * vision_layers + c * text_layers exactly; the 1B model checks this (its direct
@@ -28,8 +29,8 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_name  # sibling module: the script's folder is on sys.path when run
-from torch.utils.flop_counter import FlopCounterMode
+from machine import cpu_name  # sibling modules: the script's folder is on sys.path when run
+from measure import count_flops
 
 from beholder.images import DecodeConfig
 from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, normalize
@@ -67,9 +68,7 @@ def count(shape: dict, preset: str, modes: list[tuple[int, bool]]) -> dict[tuple
     for tiles, full in modes:
         visual = scorer.prepare(make_image(*PHOTOS[tiles])).visual
         assert visual.pixels.shape[0] == tiles, visual.pixels.shape
-        with FlopCounterMode(display=False) as counter:
-            (model.score_full if full else model.score_fast)([visual])
-        flops[tiles, full] = counter.get_total_flops()
+        flops[tiles, full], _ = count_flops(lambda: (model.score_full if full else model.score_fast)([visual]))
     return flops
 
 
