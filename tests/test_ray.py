@@ -26,7 +26,8 @@ import beholder
 from beholder.cli import main
 from beholder.distributed import RayOptions, ScoreBatch, engine, prepare_batch, score_to_shards
 from beholder.distributed.output import ShardedOutput
-from beholder.distributed.plan import ROW, ROWS, SHARD, expand_shards, keys_digest, make_plan, shard_units
+from beholder.distributed.plan import ROW, ROWS, SHARD, Shard, expand_shards, keys_digest, make_plan, shard_units
+from beholder.errors import BeholderError
 from beholder.io import InputPlan, OutputConflict, read_provenance, read_scores
 from beholder.io.tables import is_score_column
 
@@ -231,6 +232,14 @@ def test_output_folder_refuses_other_settings_and_foreign_files(tmp_path):
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"")
     with pytest.raises(OutputConflict, match="not beholder shards"):
         ShardedOutput(tmp_path / "photos").start({})
+
+
+def test_a_shard_short_of_rows_is_a_message_to_rerun_not_a_crash(tmp_path):
+    """Rows Ray never returned: the run stops with a BeholderError (a message and 101), its other shards kept."""
+    with ShardedOutput(tmp_path / "scores.parquet") as out:
+        collector = engine._Collector(out, pa.schema([]), {}, [Shard(index=0, rows=3)], progress=False)
+        with pytest.raises(BeholderError, match="shard 0: 0 of 3 rows came back; run the same command again"):
+            collector.close()
 
 
 def test_engine_ray_usage_errors_and_missing_extra(inputs, tiny_internvl, tmp_path, monkeypatch, capsys):

@@ -47,6 +47,7 @@ from beholder.distributed.plan import (
 )
 from beholder.distributed.preprocessor import load_preprocessor
 from beholder.distributed.stages import ScoreBatch, prepare_batch
+from beholder.errors import BeholderError
 from beholder.io.readers import InputPlan
 from beholder.io.tables import conform, unify
 from beholder.pipeline import RunSummary, run_settings
@@ -274,7 +275,7 @@ class _Collector:
             if expected is None and not self.received[shard]:
                 self._write(shard)  # a tar without image members: an empty part, as `beholder score` gives no rows
             else:
-                raise RuntimeError(
+                raise BeholderError(
                     f"shard {shard}: {len(self.received[shard])} of {expected} rows came back; "
                     "run the same command again to score it"
                 )

@@ -29,6 +29,7 @@ import pyarrow as pa
 from PIL import Image
 
 from beholder.distributed.preprocessor import cached_preprocessor
+from beholder.errors import BeholderError
 from beholder.io.readers import carried_names
 from beholder.model.backbones import Visual
 from beholder.results import ScoreResult
@@ -125,7 +126,7 @@ class ScoreBatch:
         them (null on error rows), so blocks and shards all have one schema. Also a warm-up and a health check."""
         [probe] = self.scorer.score([Image.new("RGB", (64, 64), (128, 128, 128))], full=self.full, batch_size=1)
         if not probe.ok:
-            raise RuntimeError(f"the model cannot score a plain grey test image: {probe.error}")
+            raise BeholderError(f"the model cannot score a plain grey test image: {probe.error}")
         return list(probe.to_row())
 
 
@@ -204,7 +205,7 @@ def _check_settings(actual: dict[str, Any], expected: dict[str, Any]) -> None:
     if actual != expected:
         a, e = actual.get("scorer", {}), expected.get("scorer", {})
         differ = sorted(k for k in a.keys() | e.keys() if a.get(k) != e.get(k)) or ["mode"]
-        raise RuntimeError(
+        raise BeholderError(
             f"this worker's model differs from the one the run was planned with (differ: {', '.join(differ)}): "
             "every node must see the same model files"
         )
