@@ -46,7 +46,7 @@ from beholder.io import (
     write_table,
 )
 from beholder.io.readers import Item
-from beholder.io.tables import is_score_column
+from beholder.io.tables import changed_settings, is_score_column
 from beholder.results import BASE_COLUMNS, STAGE1_SCORE
 
 if TYPE_CHECKING:
@@ -318,7 +318,7 @@ def _keys(table: pa.Table) -> set[str]:
 def _check_record(paths: CascadePaths, settings: dict[str, Any]) -> None:
     if paths.record.exists():
         stored = {"engine": "local", **json.loads(paths.record.read_text())}  # records from before Ray stages
-        changed = sorted(k for k in settings.keys() | stored.keys() if stored.get(k) != settings.get(k))
+        changed = changed_settings(stored, settings)
         if changed:
             raise OutputConflict(
                 f"{paths.folder} holds a cascade run with other settings (differ: {', '.join(changed)}); run it "

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from beholder.files import atomic_write, remove
-from beholder.io.tables import TableWriter, provenance_path, read_provenance, write_json_atomic
+from beholder.io.tables import TableWriter, changed_settings, provenance_path, read_provenance, write_json_atomic
 from beholder.io.writers import OutputConflict, TableTotals
 
 PART = re.compile(r"part-(\d{6})\.parquet")
@@ -77,7 +77,7 @@ class ShardedOutput:
                 remove(leftover)
             return None
         stored = json.loads(plan_file.read_text())
-        differ = _differences(stored["settings"], json.loads(json.dumps(settings, default=str)))
+        differ = changed_settings(stored["settings"], json.loads(json.dumps(settings, default=str)))
         if differ:
             self._release()
             raise OutputConflict(
@@ -127,8 +127,8 @@ class ShardedOutput:
         """Refuse a folder holding files beholder did not write (a wrong -o must not mix or delete anything)."""
         if not self.folder.is_dir():
             return
-        ours = [p for p in self.folder.iterdir() if PART.fullmatch(p.name) or p.name == STATE or p.name.startswith(".")]
-        foreign = sorted(p.name for p in self.folder.iterdir() if p not in ours)
+        foreign = sorted(name for name in os.listdir(self.folder)
+                         if not (PART.fullmatch(name) or name == STATE or name.startswith(".")))
         if foreign:
             raise OutputConflict(
                 f"{self.folder} holds files that are not beholder shards ({', '.join(foreign[:3])}, ...): "
@@ -161,6 +161,3 @@ class ShardedOutput:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    return sorted(key for key in stored.keys() | current.keys() if stored.get(key) != current.get(key))

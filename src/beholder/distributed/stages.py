@@ -31,6 +31,7 @@ from PIL import Image
 from beholder.distributed.preprocessor import cached_preprocessor
 from beholder.errors import BeholderError
 from beholder.io.readers import carried_names
+from beholder.io.tables import changed_settings
 from beholder.model.backbones import Visual
 from beholder.results import ScoreResult
 from beholder.scoring import PreparedImage, Scorer
@@ -204,7 +205,7 @@ def _check_settings(actual: dict[str, Any], expected: dict[str, Any]) -> None:
     actual, expected = (json.loads(json.dumps(s, default=str)) for s in (actual, expected))
     if actual != expected:
         a, e = actual.get("scorer", {}), expected.get("scorer", {})
-        differ = sorted(k for k in a.keys() | e.keys() if a.get(k) != e.get(k)) or ["mode"]
+        differ = changed_settings(a, e) or ["mode"]
         raise BeholderError(
             f"this worker's model differs from the one the run was planned with (differ: {', '.join(differ)}): "
             "every node must see the same model files"

@@ -275,6 +275,23 @@ def write_table(path: str | os.PathLike, table: pa.Table, provenance: dict[str, 
             write_json_atomic(provenance_path(path), provenance)
 
 
+def changed_settings(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings two runs' records disagree on, as dotted paths into nested dicts ("scorer.dtype"), sorted:
+    what a refused resume names."""
+    stored, current = _dotted(stored), _dotted(current)
+    return sorted(key for key in stored.keys() | current.keys() if stored.get(key) != current.get(key))
+
+
+def _dotted(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON whole or not at all. A lone surrogate (a file name that is not UTF-8) is written as the JSON
     escape \\udcXX, which reads back as the same string."""

@@ -41,6 +41,7 @@ from beholder.files import atomic_write
 from beholder.io.keys import key_from_text, key_to_text
 from beholder.io.tables import (
     TableWriter,
+    changed_settings,
     conform,
     provenance_path,
     read_scores,
@@ -247,8 +248,7 @@ class ResumableWriter:
         if not path.exists():
             write_json_atomic(path, settings)
             return
-        stored, current = _flatten(json.loads(path.read_text())), _flatten(settings)
-        changed = sorted(k for k in stored.keys() | current.keys() if stored.get(k) != current.get(k))
+        changed = changed_settings(json.loads(path.read_text()), settings)
         if changed:
             raise OutputConflict(
                 f"{self.output}: the interrupted run in {self.partial} used other settings "
@@ -302,14 +302,4 @@ def _in_input_order(chunks: list[Path], keys: Sequence[str] | None, output: Path
     merged = pa.concat_tables([conform(t, schema) for t in tables])
     places = pa.array([place for _, _, ps in parts for place in ps], pa.int64())
     yield merged.take(pc.sort_indices(places))
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
