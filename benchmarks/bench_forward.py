@@ -41,6 +41,16 @@ RATIOS = (("transformers", "fast-fused"), ("transformers", "fast"), ("fast", "fa
           ("naive-full", "full-fused"))  # (baseline, path): baseline time / path time
 
 
+def build_pair(size: str, tiles: int, device: torch.device, dtype: torch.dtype):
+    """(transformers' model, beholder's fused copy of the same weights) of `size`, on `device` in `dtype`: moved,
+    then fused (a fused model stays where it was fused)."""
+    model = build_model("internvl", seed=0, size=size, max_tiles=tiles)
+    model.hf_model.to(device=device, dtype=dtype)
+    fused = copy.deepcopy(model)
+    fused.fused = fuse(fused.hf_model)
+    return model, fused
+
+
 def path_functions(model, fused, prepared, batch_size: int) -> dict:
     """name -> a function scoring every prepared image, returning its scores by head ({"lm": [...], "score": [...]};
     transformers gives only the level head's), so the paths can be checked against one another."""
@@ -107,10 +117,7 @@ def main() -> None:
 
     dtype = getattr(torch, args.dtype)
     print(f"machine: {describe()}\nload average before: {load_average()}")
-    model = build_model("internvl", seed=0, size=args.size, max_tiles=args.tiles)
-    model.hf_model.to(dtype)
-    fused = copy.deepcopy(model)
-    fused.fused = fuse(fused.hf_model)
+    model, fused = build_pair(args.size, args.tiles, torch.device("cpu"), dtype)
     side = model.config.preprocess.image_size
     prepared = [Scorer(model).prepare(make_image(side * args.tiles, side, seed=i)) for i in range(args.images)]
     views = prepared[0].visual.pixels.shape[0]

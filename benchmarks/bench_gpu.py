@@ -24,24 +24,20 @@ import json
 import statistics
 
 import torch
-from bench_forward import path_functions  # sibling modules: the script's folder is on sys.path when run
+from bench_forward import build_pair, path_functions  # sibling modules: the script's folder is on sys.path when run
 from machine import describe
 from measure import count_flops, interleaved, matmul_peak, spread
 
-from beholder.model.fused import fuse
 from beholder.scoring import Scorer
-from beholder.testing import SIZES, build_model, make_image
+from beholder.testing import SIZES, make_image
 
 PATHS = ("transformers", "fast", "fast-fused", "full-fused", "naive-full", "fast-compiled")
 
 
 def build(size: str, tiles: int, device: torch.device, dtype: torch.dtype, compile_mode: str | None):
     """(transformers' model, beholder's fused copy, a copy whose vision tower is compiled or None) on `device` in
-    `dtype`: moved, then fused (fusing is last)."""
-    model = build_model("internvl", seed=0, size=size, max_tiles=tiles)
-    model.hf_model.to(device=device, dtype=dtype)
-    fused = copy.deepcopy(model)
-    fused.fused = fuse(fused.hf_model)
+    `dtype`."""
+    model, fused = build_pair(size, tiles, device, dtype)
     compiled = None
     if compile_mode:
         compiled = copy.deepcopy(model)
