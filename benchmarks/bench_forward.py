@@ -11,6 +11,10 @@ weights), in one process, on the same prepared images and prompt ids; decoding i
                 with whole-vocabulary logits
   full-fused    beholder's full scoring (Scorer.score_prepared(full=True)): the prefix once, both questions in one
                 pass on its KV cache, fused forward
+and, on request, a bound rather than a path:
+  attention-free  fast-fused with every attention replaced by a stand-in that returns its queries (the right shape,
+                nearly free; scores meaningless): the time fast-fused would take if attention cost nothing. Its rate is
+                fast-fused's FLOPs (attention included) over that time, the most the rest of the forward allows
 The paths run interleaved (A B C ..., then ... C B A) after one warm-up run each, which is also where their FLOPs
 are counted (every matmul, convolution and attention; beholder/benchmarks/measure.py). The bf16 (or fp32) matmul
 peak is measured in the same run (best torch.mm rate over a few sizes, before and after), and every path's rate is
@@ -19,6 +23,7 @@ and checks that the paths agree on the scores.
 
     python benchmarks/bench_forward.py --tiles 1 --images 2 --repeats 5
     python benchmarks/bench_forward.py --tiles 13 --images 1 --repeats 3 --paths transformers fast fast-fused
+    python benchmarks/bench_forward.py --paths transformers fast-fused attention-free
 """
 
 from __future__ import annotations
@@ -27,16 +32,20 @@ import argparse
 import copy
 import json
 import statistics
+from contextlib import contextmanager
 
 import torch
 from machine import describe, load_average  # sibling modules: the script's folder is on sys.path when run
 from measure import count_flops, interleaved, matmul_peak, paired_ratios, spread
+
+from transformers import AttentionInterface
 
 from beholder.model.fused import fuse
 from beholder.scoring import Scorer
 from beholder.testing import SIZES, build_model, make_image, naive_full
 
 PATHS = ("transformers", "fast", "fast-fused", "naive-full", "full-fused")
+BOUNDS = {"attention-free": "fast-fused"}  # bound -> the path whose work (FLOPs) it stands for
 RATIOS = (("transformers", "fast-fused"), ("transformers", "fast"), ("fast", "fast-fused"),
           ("naive-full", "full-fused"))  # (baseline, path): baseline time / path time
 
@@ -49,6 +58,26 @@ def build_pair(size: str, tiles: int, device: torch.device, dtype: torch.dtype):
     fused = copy.deepcopy(model)
     fused.fused = fuse(fused.hf_model)
     return model, fused
+
+
+def _queries_as_output(module, query, key, value, attention_mask, **kwargs):
+    """An attention function that attends to nothing: its queries, (B, heads, S, d) -> (B, S, heads, d), as
+    transformers' attention functions return their output."""
+    return query.transpose(1, 2), None
+
+
+AttentionInterface.register("skipped", _queries_as_output)
+
+
+@contextmanager
+def attention_skipped(hf_model):
+    """Every attention of `hf_model` (vision tower and language model) swapped for `_queries_as_output` meanwhile."""
+    implementation = hf_model.config._attn_implementation
+    hf_model.set_attn_implementation("skipped")
+    try:
+        yield
+    finally:
+        hf_model.set_attn_implementation(implementation)
 
 
 def path_functions(model, fused, prepared, batch_size: int) -> dict:
@@ -72,12 +101,18 @@ def path_functions(model, fused, prepared, batch_size: int) -> dict:
         results = scorer.score_prepared(prepared, full=full, batch_size=batch_size)
         return {"score": [r.score for r in results], "lm": [r.heads["lm"] for r in results]}
 
+    def attention_free() -> dict[str, list[float]]:
+        with attention_skipped(fused.hf_model):
+            scores(ours, False)
+        return {}  # its scores mean nothing
+
     return {
         "transformers": transformers,
         "fast": lambda: scores(unfused, False),
         "fast-fused": lambda: scores(ours, False),
         "naive-full": lambda: {"score": [naive_full(model, item.visual)["metavoter"].item() for item in prepared]},
         "full-fused": lambda: scores(ours, True),
+        "attention-free": attention_free,
     }
 
 
@@ -108,7 +143,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds")
-    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--paths", nargs="+", choices=PATHS + tuple(BOUNDS), default=list(PATHS))
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[2048, 3072, 4096],
                         help="square torch.mm sizes whose best rate is the measured matmul peak")
     parser.add_argument("--profile", action="store_true", help="also profile one run of transformers / fast-fused")
@@ -132,6 +167,9 @@ def main() -> None:
     for name, run in paths.items():  # the warm-up run of each path, counted
         total, scores[name] = count_flops(run)
         flops[name] = total / args.images
+    for bound, path in BOUNDS.items():
+        if bound in paths:  # the work it stands for, not the little it does
+            flops[bound] = count_flops(functions[path])[0] / args.images
     peak_before = matmul_peak(torch.device("cpu"), dtype, tuple(args.peak_sizes))
     times = interleaved(paths, args.repeats, warm_up=False)
     peak_after = matmul_peak(torch.device("cpu"), dtype, tuple(args.peak_sizes))
