@@ -33,7 +33,7 @@ from machine import cpu_name  # sibling modules: the script's folder is on sys.p
 from measure import count_flops
 
 from beholder.images import DecodeConfig
-from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, normalize
+from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, normalize, stack_views
 from beholder.scoring import Scorer
 from beholder.testing import SIZES, build_model, make_image
 
@@ -88,7 +88,8 @@ def decode_seconds(photo: tuple[int, int], tiles: int, draft: bool, n: int) -> f
     config = PreprocessConfig(mode="tiles" if tiles > 1 else "squash", max_tiles=12, decode=DecodeConfig(draft=draft))
 
     def prepare(path: Path):
-        return normalize(SQUARE_VIEWS[config.mode](config, decode_image(path, config)), config.mean, config.std)
+        views = stack_views(SQUARE_VIEWS[config.mode](config, decode_image(path, config)))
+        return normalize(views, config.mean, config.std)
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp, f"{i}.jpg") for i in range(n)]

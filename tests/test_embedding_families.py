@@ -153,9 +153,10 @@ def _files(tmp_path):
 
 
 def _views(config, path):
-    from beholder.preprocess import SQUARE_VIEWS, normalize
+    from beholder.preprocess import SQUARE_VIEWS, normalize, stack_views
 
-    return normalize(SQUARE_VIEWS[config.mode](config, decode_image(path, config)), config.mean, config.std)
+    views = stack_views(SQUARE_VIEWS[config.mode](config, decode_image(path, config)))
+    return normalize(views, config.mean, config.std)
 
 
 def test_laion_crop_is_clip_load_preprocessing_on_the_file_as_opened(tmp_path):

@@ -20,7 +20,7 @@ from beholder.images import DecodeConfig, load_image
 from beholder.io import InputPlan, OutputConflict, ResumableWriter, read_provenance
 from beholder.model.aesthetic import level_token_ids
 from beholder.pipeline import MemorySink, run_settings, score_inputs
-from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, normalize
+from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, normalize, stack_views
 from beholder.presets import preset
 from beholder.testing import build_model, make_image
 
@@ -47,7 +47,7 @@ def rgba_png(path):
 
 
 def views(config, image):
-    return normalize(SQUARE_VIEWS[config.mode](config, image), config.mean, config.std)
+    return normalize(stack_views(SQUARE_VIEWS[config.mode](config, image)), config.mean, config.std)
 
 
 def same(a: Image.Image, b: Image.Image) -> bool:

@@ -6,7 +6,15 @@ from PIL import Image
 from references import internvl_tiles, reference_grid
 
 from beholder.images import DecodeConfig, ImageError, load_image
-from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, choose_grid, dynamic_tiles, normalize, pad_to_square
+from beholder.preprocess import (
+    SQUARE_VIEWS,
+    PreprocessConfig,
+    choose_grid,
+    dynamic_tiles,
+    normalize,
+    pad_to_square,
+    stack_views,
+)
 from beholder.testing import make_image
 
 
@@ -36,7 +44,7 @@ def test_tiles_match_reference_pixels(size):
 
 
 def pixels(config, image):
-    return normalize(SQUARE_VIEWS[config.mode](config, image), config.mean, config.std)
+    return normalize(stack_views(SQUARE_VIEWS[config.mode](config, image)), config.mean, config.std)
 
 
 def test_single_tile_has_no_thumbnail_and_tiles_mode_shapes():

@@ -9,6 +9,7 @@ engine, the engine with an actor killed, a driver killed and its rerun, and the 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from beholder.cli import main
 from beholder.distributed import RayOptions, ScoreBatch, engine, prepare_batch, score_to_shards
 from beholder.distributed.output import ShardedOutput
 from beholder.distributed.plan import ROW, ROWS, SHARD, Shard, expand_shards, keys_digest, make_plan, shard_units
+from beholder.distributed.stages import DTYPE, PIXELS, SHAPE
 from beholder.errors import BeholderError
 from beholder.io import InputPlan, OutputConflict, read_provenance, read_scores
 from beholder.io.tables import is_score_column
@@ -202,7 +204,12 @@ def test_stages_map_path_and_bytes_batches_to_score_rows(inputs, tiny_internvl):
     })
     scorer = ScoreBatch(str(tiny_internvl), batch_size=2)
     raw = scorer(batch)
-    prepared = scorer(prepare_batch(batch, model=str(tiny_internvl)))
+    carried = prepare_batch(batch, model=str(tiny_internvl))
+    # views travel as uint8, one byte per pixel value, normalised by the actor
+    sizes = [None if s is None else math.prod(s) for s in carried[SHAPE].to_pylist()]
+    assert carried[DTYPE].to_pylist() == ["uint8", "uint8", None, "uint8"]
+    assert [None if p is None else len(p) for p in carried[PIXELS].to_pylist()] == sizes
+    prepared = scorer(carried)
     assert raw.equals(prepared)  # decoding in the actor or in a CPU task gives the same rows
     reference = beholder.load(tiny_internvl).score([*files, encode(7)], full=True)
     rows = raw.to_pylist()

@@ -3,6 +3,7 @@ import hashlib
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,12 +11,13 @@ import beholder
 from beholder.config import ModelConfig
 from beholder.cli import main
 from beholder.io import Item
+from beholder.model.backbones import normalize_tensor
 from beholder.model.folder import ModelNotFoundError
 from beholder.model.weights import PickleWeightsError, weights_sha256
 from beholder.pipeline import MemorySink, score_inputs
 from beholder.results import parse_annotation
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES
-from beholder.testing import make_image, make_tiny_model, naive_full
+from beholder.testing import build_model, make_image, make_tiny_model, naive_full
 from safetensors.torch import load_file
 
 
@@ -241,3 +243,32 @@ def test_heads_mismatch_is_reported(tiny_internvl, tmp_path):
     config.save(folder)
     with pytest.raises(ValueError, match="head weights do not match"):
         beholder.load(folder)
+
+
+@pytest.mark.parametrize("backbone, preset_name", [
+    ("internvl", "humanaesexpert"),  # tiles, ImageNet mean/std
+    ("internvl", "artimuse"),  # squash
+    ("internvl", "qalign"),  # pad, CLIP mean/std
+    ("clip", None),  # crop
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_raw_views_score_as_finished_ones_and_normalise_in_torch_to_the_bit(backbone, preset_name, dtype):
+    """What distributed scoring carries between its stages: uint8 views, a quarter of the bytes. A GPU normalises
+    them with normalize_tensor (the torch twin of the host's numpy normalize: the same bits, checked here on the
+    CPU); a CPU model, or a batch mixing raw and finished visuals, finishes them on the host."""
+    model = build_model(backbone, seed=0, preset_name=preset_name)
+    model.hf_model.to(dtype)
+    scorer, config = beholder.Scorer(model), model.config.preprocess
+    images = [make_image(300, 200, seed=1), make_image(120, 260, seed=2)]
+    finished = [scorer.prepare(image) for image in images]
+    raw = [scorer.prepare(image, raw=True) for image in images]
+    for f, r in zip(finished, raw):
+        assert r.visual.pixels.dtype == np.uint8 and f.visual.pixels.dtype == np.float32
+        assert r.visual.pixels.nbytes * 4 == f.visual.pixels.nbytes and r.visual.key == f.visual.key
+        in_torch = normalize_tensor(torch.from_numpy(np.ascontiguousarray(r.visual.pixels)), config.mean, config.std)
+        assert torch.equal(in_torch, torch.from_numpy(f.visual.pixels))
+    inputs = model.backbone.model_inputs
+    mixed = inputs([raw[0].visual, finished[1].visual])["pixel_values"]
+    assert mixed.dtype == dtype
+    assert torch.equal(mixed, inputs([finished[0].visual, finished[1].visual])["pixel_values"])
+    assert [r.to_row() for r in scorer.score_prepared(raw)] == [r.to_row() for r in scorer.score_prepared(finished)]

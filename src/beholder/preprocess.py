@@ -146,18 +146,26 @@ def pad_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image
     return canvas
 
 
-def normalize(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """PIL RGB images of one size -> float32 array (n, 3, H, W), scaled to [0, 1] then standardised.
+def stack_views(images: Sequence[Image.Image]) -> np.ndarray:
+    """PIL RGB images of one size -> their uint8 pixels (n, 3, H, W), channel first (a view of the stacked
+    channel-last array): the views as cut, before `normalize`."""
+    return np.stack([np.asarray(im, dtype=np.uint8) for im in images]).transpose(0, 3, 1, 2)
 
-    (x / 255 - mean) / std is computed as one multiply-add per pixel, x * (1 / (255 std)) - mean / std, into the
-    channel-first output: it is the hot loop of decoding (a 13-tile image is 7.8M values)."""
-    pixels = np.stack([np.asarray(im, dtype=np.uint8) for im in images]).transpose(0, 3, 1, 2)  # (n, 3, H, W)
+
+def normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset), float32 (3,): (x / 255 - mean) / std == x * scale - offset, one multiply-add per pixel."""
     std = np.asarray(std, np.float32)
-    scale = (1.0 / (255.0 * std)).reshape(1, 3, 1, 1)
-    offset = (np.asarray(mean, np.float32) / std).reshape(1, 3, 1, 1)
+    return 1.0 / (255.0 * std), np.asarray(mean, np.float32) / std
+
+
+def normalize(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 views (n, 3, H, W) -> float32, scaled to [0, 1] then standardised: x * scale, rounded to float32, then
+    minus offset (`normalization`), into a new channel-first array. It is the hot loop of decoding (a 13-tile image
+    is 7.8M values); beholder.model.backbones does the same two roundings on the model's device."""
+    scale, offset = normalization(mean, std)
     out = np.empty(pixels.shape, dtype=np.float32)
-    np.multiply(pixels, scale, out=out)
-    out -= offset
+    np.multiply(pixels, scale.reshape(1, 3, 1, 1), out=out)
+    out -= offset.reshape(1, 3, 1, 1)
     return out
 
 

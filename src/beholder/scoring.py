@@ -103,11 +103,15 @@ class Scorer:
 
     # ---- preparing ---------------------------------------------------------------------------------------------
 
-    def prepare(self, source: ImageSource, path: str | None = None) -> PreparedImage:
-        """Decode and preprocess one image. Raises ImageError for input that is not a usable image."""
+    def prepare(self, source: ImageSource, path: str | None = None, *, raw: bool = False) -> PreparedImage:
+        """Decode and preprocess one image. Raises ImageError for input that is not a usable image.
+
+        raw: leave square views as uint8, to be normalised where the item is scored, on the model's device
+        (Backbone.raw_visual): a quarter of the bytes, for handing items to another process."""
         image = decode_image(source, self.config.preprocess)
+        backbone = self.model.backbone
         try:
-            visual = self.model.backbone.visual(image)
+            visual = backbone.raw_visual(image) if raw else backbone.visual(image)
         except (ValueError, OSError) as exc:
             raise ImageError(f"cannot preprocess image: {exc}") from exc
         return PreparedImage(_path_of(source, path), visual)

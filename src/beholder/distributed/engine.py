@@ -3,7 +3,7 @@
     plan (driver, once)      INPUTs (or a subset of their keys) -> shards: plan files of image paths, or one
                              tar each                                                        (plan.py)
     read (tasks)             a shard -> its rows: its plan file, or its tar's members (expand_shards)
-    decode (CPU tasks)       prepare_batch: decode + preprocess, float32 pixels out         (stages.py)
+    decode (CPU tasks)       prepare_batch: decode + preprocess, uint8 views out           (stages.py)
     score (actor pool)       ScoreBatch: one model per actor, on its GPU when Ray gives it one
     collect (driver)         rows per shard -> part-NNNNNN.parquet once a shard is whole    (output.py)
 
@@ -62,7 +62,7 @@ class RayOptions:
     gpus_per_actor: float | None = None  # GPUs per scoring actor (None: 1 when the cluster has GPUs, else 0)
     cpus_per_actor: float = 1.0  # CPUs reserved per scoring actor: its torch threads when it scores on CPU
     shard_size: int = 10_000  # inputs per output shard: a killed driver loses at most the shards in flight
-    decode_batch: int = 16  # images per decode task call; a batch of float32 pixels is 2.4 MB per tile and image
+    decode_batch: int = 16  # images per decode task call; its uint8 views are 0.6 MB per tile and image
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ Rows out: `beholder score`'s columns (path, score, level, error, dim_<key>, head
 An input that cannot be decoded or scored gets its `error` and null scores: a bad image never raises.
 
 `ScoreBatch` also takes rows that were not prepared (it then decodes them itself); splitting the stages keeps
-GPUs from waiting on JPEG decoding. Between the stages an image travels as its preprocessed float32 pixels (raw
-bytes + shape; 2.4 MB per 448-pixel tile), exactly what the model will see, so both stages score the same input.
+GPUs from waiting on JPEG decoding. Between the stages an image travels as its preprocessed pixels before
+normalising (`Scorer.prepare(raw=True)`: uint8 square views, raw bytes + shape + dtype; 0.6 MB per 448-pixel tile
+where float32 takes 2.4 MB), which the actor normalises on its device to the bit as the decode task would have.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ from beholder.results import ScoreResult
 from beholder.scoring import PreparedImage, Scorer
 
 # Columns of a prepared image between the stages (dropped from the output).
-PIXELS, SHAPE, TOKENS, VISUAL_KEY, GRID = (
-    f"__beholder_{name}" for name in ("pixels", "shape", "tokens", "key", "grid")
+PIXELS, DTYPE, SHAPE, TOKENS, VISUAL_KEY, GRID = (
+    f"__beholder_{name}" for name in ("pixels", "dtype", "shape", "tokens", "key", "grid")
 )
-PREPARED_COLUMNS = (PIXELS, SHAPE, TOKENS, VISUAL_KEY, GRID)
+PREPARED_COLUMNS = (PIXELS, DTYPE, SHAPE, TOKENS, VISUAL_KEY, GRID)
+_CARRIED_DTYPES = ("uint8", "float32")  # raw square views; Qwen's patches
 _INTS = pa.list_(pa.int64())
 _STRING_COLUMNS = ("path", "level", "error")
 
@@ -149,7 +151,7 @@ def _prepared(
                 error = "InputError: the row has neither a path nor image bytes"
             else:
                 try:
-                    visual = scorer.prepare(source, path=key).visual
+                    visual = scorer.prepare(source, path=key, raw=True).visual
                 except Exception as exc:  # any failure to decode one input becomes its row, never the end of the run
                     error = ScoreResult.failed(key, exc).error
                     if isinstance(source, str) and key and source != key:
@@ -165,13 +167,14 @@ def _prepared(
 
 
 def _pixel_bytes(visual: Visual) -> bytes:
-    if visual.pixels.dtype != np.float32:
-        raise TypeError(f"preprocessing gave {visual.pixels.dtype} pixels; the stages carry float32")
+    if visual.pixels.dtype.name not in _CARRIED_DTYPES:
+        raise TypeError(f"preprocessing gave {visual.pixels.dtype} pixels; the stages carry {_CARRIED_DTYPES}")
     return np.ascontiguousarray(visual.pixels).tobytes()
 
 
 _ENCODERS = (
     (PIXELS, _pixel_bytes, pa.large_binary()),
+    (DTYPE, lambda v: v.pixels.dtype.name, pa.string()),
     (SHAPE, lambda v: list(v.pixels.shape), _INTS),
     (TOKENS, lambda v: v.n_tokens, pa.int64()),
     (VISUAL_KEY, lambda v: list(v.key), _INTS),
@@ -180,7 +183,7 @@ _ENCODERS = (
 
 
 def _visuals(batch: pa.Table) -> list[Visual | None]:
-    pixels = batch[PIXELS]
+    pixels, dtypes = batch[PIXELS], batch[DTYPE].to_pylist()
     shapes, tokens = batch[SHAPE].to_pylist(), batch[TOKENS].to_pylist()
     keys, grids = batch[VISUAL_KEY].to_pylist(), batch[GRID].to_pylist()
     visuals: list[Visual | None] = []
@@ -188,7 +191,7 @@ def _visuals(batch: pa.Table) -> list[Visual | None]:
         if shape is None:
             visuals.append(None)
             continue
-        array = np.frombuffer(pixels[i].as_buffer(), dtype=np.float32).reshape(shape)
+        array = np.frombuffer(pixels[i].as_buffer(), dtype=dtypes[i]).reshape(shape)
         visuals.append(Visual(array, tokens[i], tuple(keys[i]), tuple(grids[i]) if grids[i] else None))
     return visuals
 

@@ -1,7 +1,8 @@
 """Backbone adapters: the one small interface beholder needs from a transformers vision model.
 
 The contract: an adapter turns an RGB image into visual inputs (CPU, thread-safe, in one of the preprocessing
-modes it declares), collates a batch of them, and its model turns the batch (and a prompt, where the model reads
+modes it declares; `raw_visual` leaves the normalising of square views to `finish`, which may run on the model's
+device), collates a batch of them, and its model turns the batch (and a prompt, where the model reads
 one) into features at the read points, on which the heads run.
 
   ChatBackbone       image-text-to-text models (InternVL, Qwen-VL): `encode` runs a sequence that contains the
@@ -16,6 +17,7 @@ The registry of named adapters is beholder.model.adapters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,17 +28,26 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, PreTrainedModel
 
 from beholder.model.devices import to_device
-from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, normalize
+from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, normalization, normalize, stack_views
 
 
 @dataclass
 class Visual:
     """One image's visual inputs, ready to collate."""
 
-    pixels: np.ndarray  # square views: (n_views, 3, S, S); qwen: (n_patches, C*T*P*P) float32
+    # square views: (n_views, 3, S, S), float32 normalised, or uint8 as cut (Backbone.raw_visual: a quarter of the
+    # bytes, normalised by Backbone.finish); qwen: (n_patches, C*T*P*P) float32
+    pixels: np.ndarray
     n_tokens: int  # placeholder tokens this image occupies in the prompt (0 for a model without one)
     key: tuple  # batch grouping key: images with equal keys have equal prompt lengths and pixel shapes
     grid_thw: tuple[int, int, int] | None = None  # qwen: (t, h, w) patch grid
+
+
+def normalize_tensor(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """beholder.preprocess.normalize in torch, on the device `pixels` (uint8 views (n, 3, H, W)) are on: the same
+    float32 constants and the same two roundings (x * scale, then minus offset), so the same bits (tested)."""
+    scale, offset = (torch.from_numpy(c).to(pixels.device).view(1, 3, 1, 1) for c in normalization(mean, std))
+    return pixels.float().mul_(scale).sub_(offset)
 
 
 @dataclass
@@ -70,23 +81,50 @@ class Backbone:
         self.preprocess = preprocess
 
     def visual(self, image: Image.Image) -> Visual:
+        """The image's visual inputs, ready to collate."""
+        return self.finish(self.raw_visual(image))
+
+    def raw_visual(self, image: Image.Image) -> Visual:
+        """The image's visual inputs with the normalising of square views left to `finish`: uint8 views, a quarter
+        of their float32 bytes (what distributed scoring carries from its decode tasks to its scoring actors)."""
         raise NotImplementedError
+
+    def finish(self, visual: Visual) -> Visual:
+        """A raw visual made ready to collate (its uint8 square views normalised); a finished one as it is."""
+        if visual.pixels.dtype != np.uint8:
+            return visual
+        config = self.preprocess
+        return dataclasses.replace(visual, pixels=normalize(visual.pixels, config.mean, config.std))
 
     def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def model_inputs(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
-        """`collate`'s tensors on the model's device, pixel values in its dtype: cast on the host before the copy
-        (half the bytes to a GPU; float32 -> bfloat16 rounds the same there and here)."""
+        """`collate`'s tensors on the model's device, pixel values in its dtype.
+
+        Finished pixels are cast on the host before the copy (half the bytes to a GPU; float32 -> bfloat16 rounds
+        the same there and here). To a GPU, a batch of raw visuals goes as uint8 (a quarter of float32's bytes) and
+        is normalised there with `normalize`'s two float32 roundings, so to the bit what the host would give
+        (tested). Raw visuals for a model on the CPU, or in a batch mixed with finished ones, are finished on the
+        host (numpy's fused passes are cheaper than torch's there)."""
+        device, dtype = self.model.device, self.model.dtype
+        raw = [visual.pixels.dtype == np.uint8 for visual in visuals]
+        if any(raw) and (device.type == "cpu" or not all(raw)):
+            visuals = [self.finish(visual) for visual in visuals]
         images = self.collate(visuals)
-        if "pixel_values" in images:
-            images["pixel_values"] = images["pixel_values"].to(self.model.dtype)
-        return {name: to_device(tensor, self.model.device) for name, tensor in images.items()}
+        pixels = images.pop("pixel_values", None)
+        moved = {name: to_device(tensor, device) for name, tensor in images.items()}
+        if pixels is not None and pixels.dtype == torch.uint8:
+            config = self.preprocess
+            moved["pixel_values"] = normalize_tensor(to_device(pixels, device), config.mean, config.std).to(dtype)
+        elif pixels is not None:
+            moved["pixel_values"] = to_device(pixels.to(dtype), device)
+        return moved
 
     def square_views(self, image: Image.Image) -> np.ndarray:
-        """The preprocessing mode's square views of `image`, normalised: (n_views, 3, S, S) float32."""
+        """The preprocessing mode's square views of `image` as cut: (n_views, 3, S, S) uint8."""
         config = self.preprocess
-        return normalize(SQUARE_VIEWS[config.mode](config, image), config.mean, config.std)
+        return stack_views(SQUARE_VIEWS[config.mode](config, image))
 
 
 class ChatBackbone(Backbone):
@@ -203,7 +241,7 @@ class InternVLBackbone(ChatBackbone):
         if vision.image_size[0] != preprocess.image_size:
             raise ValueError(f"preprocess.image_size={preprocess.image_size} but the vision tower takes {vision.image_size}")
 
-    def visual(self, image: Image.Image) -> Visual:
+    def raw_visual(self, image: Image.Image) -> Visual:
         pixels = self.square_views(image)  # (n_tiles, 3, S, S)
         n_tiles = pixels.shape[0]
         return Visual(pixels, n_tiles * self.tokens_per_tile, key=(n_tiles,))
@@ -233,7 +271,7 @@ class QwenVLBackbone(ChatBackbone):
             image_std=list(preprocess.std),
         )
 
-    def visual(self, image: Image.Image) -> Visual:
+    def raw_visual(self, image: Image.Image) -> Visual:  # the processor's patches: nothing left for `finish`
         out = self.processor(images=[image], return_tensors="np")
         grid = tuple(int(x) for x in out["image_grid_thw"][0])
         n_tokens = grid[0] * grid[1] * grid[2] // self.merge**2

@@ -39,7 +39,7 @@ class EmbeddingBackbone(Backbone):
         """Width of the embedding."""
         return getattr(self.model.config, "projection_dim", None) or self.model.config.hidden_size
 
-    def visual(self, image: Image.Image) -> Visual:
+    def raw_visual(self, image: Image.Image) -> Visual:
         return Visual(self.square_views(image), n_tokens=0, key=())
 
     def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
