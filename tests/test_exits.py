@@ -79,6 +79,7 @@ CASES = [
     ("select-bad-top-k", "select {root}/scores.csv --top-k 0", 2, "top_k must be at least 1"),
     ("select-no-such-group", "select {root}/scores.csv --top-k 1 --group-by nope", 2, "no column 'nope'"),
     ("select-missing-image", "select {root}/gone.csv --top-k 1 --copy-to {root}/best", 101, "1 selected image(s) not"),
+    ("review-missing-key-file", "review {root}/scores.csv --port 0 --api-key-file {root}/nope.key", 2, "nope.key"),
     ("compare-missing-table", "compare {root}/scores.csv {root}/nope.jsonl", 101, "nope.jsonl: no such file"),
     ("compare-cannot-pair", "compare {root}/scores.csv {root}/scores.csv --paired", 2, "cannot pair"),
     ("evaluate-nothing-to-measure", "evaluate --benchmark {root}/b.csv", 2, "give --model or --predictions"),

@@ -352,3 +352,36 @@ def test_review_exports_and_summaries_without_a_server(tables, tmp_path, capsys)
     assert main(["review", str(a), str(b), "--group-by", "prompt", "--static", str(html)]) == 2
     assert main(["review", str(a), "--decisions", str(picks), "--summary"]) == 2  # a picks file is no review's
     assert main(["review", str(tmp_path / "absent.parquet")]) == 101
+
+
+def test_a_review_with_a_key_lets_in_only_browsers_that_opened_it_with_the_key(tables, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from beholder.review.app import create_review_app
+    from beholder.serve.security import ApiKey
+
+    session = review(tables[0], group_by="prompt", top_k=3)
+    with DecisionLog(tmp_path / "d.jsonl", "review") as log:
+        app = create_review_app(session, log, Thumbnails(tmp_path / "cache"), host="0.0.0.0", key=ApiKey("s3cret-K"))
+        with TestClient(app, base_url="http://review.example:8765") as browser:
+            for path in ("/", "/assets/review.js", "/api/session", "/api/images/0/thumb", "/api/export.csv",
+                         "/metrics", "/?key=wrong"):  # fmt: skip
+                response = browser.get(path)
+                assert response.status_code == 401 and "key" in response.json()["detail"], path
+            assert browser.post("/api/decisions", json={"row": 0, "decision": "keep"}).status_code == 401
+            assert browser.get("/healthz").status_code == 200 and browser.get("/readyz").status_code == 200
+
+            signed_in = browser.get("/?key=s3cret-K&view=grid", follow_redirects=False)
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/?view=grid"  # the key leaves
+            cookie = signed_in.headers["set-cookie"]
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "s3cret-K" not in cookie
+            assert browser.get("/").status_code == 200  # the cookie lets the page, its calls and images in
+            assert browser.get("/api/images/0/thumb").headers["content-type"] == "image/jpeg"
+            assert browser.post("/api/decisions", json={"row": 0, "decision": "keep"}).status_code == 200
+        with TestClient(app, base_url="http://review.example:8765") as script:
+            assert script.get("/api/session", headers={"Authorization": "Bearer s3cret-K"}).json()["decisions"] == {
+                "0": "keep"}
+            assert script.get("/api/session", headers={"Authorization": "Bearer s3cret-k"}).status_code == 401
+            script.cookies.set(cookie.split("=")[0], "0" * 64)  # a forged session
+            assert script.get("/api/session").status_code == 401
+    assert read_decisions(log.path) == {session.rows.paths[0]: "keep"}

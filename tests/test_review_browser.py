@@ -170,6 +170,27 @@ def test_an_ab_review_produces_the_preference_report(page, tmp_path):
     assert "win rate of A" in server.output() and "scorer-human agreement" in server.output()
 
 
+def test_a_keyed_review_lets_in_the_browser_opened_with_its_key_and_nobody_else(page, browser, tmp_path):
+    table = score_table(tmp_path / "t", 12, groups=2)
+    decisions = tmp_path / "decisions.jsonl"
+    key_file = tmp_path / "review.key"
+    key_file.write_text("k3y-for-the-team\n")
+    args = (str(table), "--group-by", "prompt", "--decisions", str(decisions), "--api-key-file", str(key_file))
+    with start(tmp_path, *args) as server:
+        assert f"{server.url}/?key=KEY" in server.output()  # how to let a browser in; the key itself is not printed
+        assert "k3y-for-the-team" not in server.output()
+        open_page(page, server.url + "/?key=k3y-for-the-team")  # every image painted: they went with the cookie
+        assert page.url == server.url + "/"
+        page.keyboard.press("y")
+        wait_for(lambda: '"keep"' in decisions.read_text())
+        stranger = browser.new_context(viewport=VIEWPORT)
+        try:
+            response = stranger.new_page().goto(server.url)
+            assert response.status == 401 and "key" in response.text()
+        finally:
+            stranger.close()
+
+
 def test_requests_for_paths_outside_the_table_are_refused(page, tmp_path):
     table = score_table(tmp_path / "t", 12, groups=2)
     outside = tmp_path / "t" / "secret.txt"

@@ -8,6 +8,7 @@ import sys
 import threading
 import webbrowser
 from pathlib import Path
+from urllib.parse import quote
 
 from beholder.cli.exits import EXIT_FATAL, EXIT_OK, EXIT_USAGE, describe
 from beholder.errors import BeholderError, UsageError, require
@@ -28,7 +29,9 @@ stops, the preference report (A's win rate with a Wilson interval, ties counted 
 the person agreed with the scorer) is printed and written beside the picks file.
 
 The page is served on 127.0.0.1 (--host to change) and shows only the images of the rows under review, by row
-id: no request can name a file. Stop it with Ctrl+C or SIGTERM."""
+id: no request can name a file. Served elsewhere, give it a key (--api-key-file): a browser is then let in by
+opening the address with ?key=KEY once (it keeps a session cookie), a script by sending `Authorization: Bearer
+KEY`; nobody else gets anything. Stop it with Ctrl+C or SIGTERM."""
 
 EPILOG = f"""\
 exit status:
@@ -41,6 +44,7 @@ examples:
   beholder select scores.parquet --decisions scores.parquet.decisions.jsonl --keep keep,star --copy-to delivery/
   beholder review lora_a.parquet lora_b.parquet --group-by prompt --top-k 1
   beholder review scores.parquet --top-k 50 --static best.html
+  beholder review scores.parquet --host 0.0.0.0 --api-key-file review.key   # then open http://HOST:8765/?key=KEY
   beholder review reports/hb/disagreements-model.parquet --group-by category --by disagreement"""
 
 
@@ -69,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     net.add_argument("--host", default="127.0.0.1", help="interface to bind (%(default)s: this machine only)")
     net.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (%(default)s)")
     net.add_argument("--open", action="store_true", help="open the page in the default browser")
+    net.add_argument("--api-key-file", metavar="FILE", help="let in only browsers that open the page with ?key=KEY "
+                     "and clients that send `Authorization: Bearer KEY`, KEY the contents of FILE")
     net.add_argument("--thumbnail-cache", metavar="DIR",
                      help="where thumbnails are kept (default: $BEHOLDER_CACHE/thumbnails or ~/.cache/beholder/...)")
     net.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
@@ -127,31 +133,35 @@ def _serve(args: argparse.Namespace, session, log, thumbnails) -> None:
     from beholder.review.app import create_review_app
     from beholder.review.thumbnails import THUMB
     from beholder.serve.config import ServeConfig, is_loopback
+    from beholder.serve.security import ApiKey
     from beholder.serve.server import listen, run as serve, url_of
 
     try:
         config = ServeConfig(host=args.host, port=args.port, log_level=args.log_level)
-    except ValueError as exc:
+        key = ApiKey.from_file(args.api_key_file) if args.api_key_file else None
+    except (OSError, ValueError) as exc:  # a port out of range; a key file that cannot be used
         raise UsageError(describe(exc)) from exc
     try:
         sock = listen(config.host, config.port)
     except OSError as exc:
         raise BeholderError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
-    if not is_loopback(config.host):
-        print(f"warning: serving on {config.host}: anyone who can reach it sees the images and can decide",
-              file=sys.stderr)
+    if key is None and not is_loopback(config.host):
+        print(f"warning: serving on {config.host} without --api-key-file: anyone who can reach it sees the images "
+              "and can decide", file=sys.stderr)
     stop = threading.Event()
     warm = threading.Thread(target=thumbnails.warm, args=(session.images(), THUMB, stop), daemon=True)
     with sock:
         url = url_of(sock)
-        app = create_review_app(session, log, thumbnails, host=config.host)
+        app = create_review_app(session, log, thumbnails, host=config.host, key=key)
         what = f"{len(session.pairs)} pairs" if session.mode == "ab" else f"{session.n_images} images"
 
         def started() -> None:
             print(f"reviewing {what} at {url} (decisions: {log.path})", flush=True)
+            if key is not None:
+                print(f"a browser is let in at {url}/?key=KEY, KEY the contents of {args.api_key_file}", flush=True)
             warm.start()
             if args.open:
-                webbrowser.open(url)
+                webbrowser.open(url if key is None else f"{url}/?key={quote(key.text)}")
 
         drained = serve(app, config, sock, on_started=started)
     stop.set()

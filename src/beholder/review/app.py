@@ -11,7 +11,8 @@
     GET  /api/export.{csv|jsonl|parquet} the decisions as a table keyed by path
 
 Images are named by row id only: no request can name a file, so the page shows the images under review and
-nothing else. Writes take JSON bodies only (a page on another site cannot send one without a CORS preflight, which
+nothing else. With a key (`--api-key-file`), nothing but the health probes answers a browser that was not let in
+with it, or a client that does not send it (serve.security.BrowserKeyGate). Writes take JSON bodies only (a page on another site cannot send one without a CORS preflight, which
 is refused), on a loopback address only loopback host names are answered (no DNS rebinding), and the page's
 content security policy lets it load nothing from anywhere but this server, nor be framed by another site.
 """
@@ -36,7 +37,7 @@ from beholder.review.session import ReviewSession
 from beholder.review.thumbnails import RENDITIONS, Thumbnails
 from beholder.serve.config import is_loopback
 from beholder.serve.metrics import HttpMetrics
-from beholder.serve.security import require_api_key
+from beholder.serve.security import ApiKey, BrowserKeyGate, require_api_key
 from beholder.serve.web import create_web_app
 from beholder.version import __version__
 
@@ -61,9 +62,15 @@ class PickBody(BaseModel):
 
 
 def create_review_app(
-    session: ReviewSession | PairSession, log: DecisionLog, thumbnails: Thumbnails, *, host: str = "127.0.0.1"
+    session: ReviewSession | PairSession,
+    log: DecisionLog,
+    thumbnails: Thumbnails,
+    *,
+    host: str = "127.0.0.1",
+    key: ApiKey | None = None,
 ) -> FastAPI:
-    """The review app for `session`, recording into `log`; `host` is the address it is served on."""
+    """The review app for `session`, recording into `log`; `host` is the address it is served on; `key`: the page
+    and its API only for browsers let in with it (BrowserKeyGate) and clients that send it."""
     app = create_web_app(
         title="beholder review",
         version=__version__,
@@ -72,6 +79,8 @@ def create_review_app(
         max_request_bytes=MAX_REQUEST_BYTES,
         description="Review images of a score table; decisions are saved as they are made.",
     )
+    if key is not None:
+        app.add_middleware(BrowserKeyGate, key=key)
     if is_loopback(host) and ":" not in host:  # (Starlette reads no IPv6 Host header)
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({host, *LOOPBACK_NAMES}))
     api = APIRouter(prefix="/api", tags=["review"])
