@@ -9,13 +9,15 @@ Measured on this machine:
                     FLOPs = a + b * vision_layers + c * text_layers exactly; the 1B model checks this (its direct
                     and extrapolated counts are printed side by side). Every matmul, convolution and attention is
                     counted; elementwise work (norms, activations, softmax) is not.
-  decode CPU time   Scorer.prepare (file read, JPEG decode, tiling, normalisation) per photo, CPU seconds of this
-                    process on one thread, reference-exact full-size decoding (and with the opt-in draft decoding).
+  decode CPU time   what a decode task of `--engine ray` does per photo (file read, JPEG decode, tiling, the views
+                    as uint8 bytes; the normalising runs on the GPU), CPU seconds of this process on one thread,
+                    reference-exact full-size decoding (and with the opt-in draft decoding).
 Derived (no GPU is measured here):
   images/s per GPU  = MFU x peak / FLOPs per image, at the MFU and peak given (defaults: 40% of 989 TFLOP/s, the
                       dense bf16 peak of an H100 SXM or H200)
   decode CPUs/GPU   = images/s per GPU x decode CPU seconds per image
   GPU-hours / 100M  = 1e8 / images/s per GPU / 3600
+  pixels per GPU    = images/s per GPU x tiles x 3 x 448 x 448 bytes (uint8 views between the stages)
 
     python benchmarks/cluster_sizing.py
 """
@@ -28,12 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from machine import cpu_name  # sibling modules: the script's folder is on sys.path when run
 from measure import count_flops
 
 from beholder.images import DecodeConfig
-from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, normalize, stack_views
+from beholder.preprocess import SQUARE_VIEWS, PreprocessConfig, decode_image, stack_views
 from beholder.scoring import Scorer
 from beholder.testing import SIZES, build_model, make_image
 
@@ -83,13 +86,14 @@ def extrapolated(shape: dict, preset: str, modes: list[tuple[int, bool]]) -> dic
 
 
 def decode_seconds(photo: tuple[int, int], tiles: int, draft: bool, n: int) -> float:
-    """CPU seconds per photo of what Scorer.prepare does for InternVL (read, decode, tile or squash, normalise)
-    with 448-pixel views: 12 tiles + thumbnail (HumanAesExpert) or one squash (ArtiMuse / ERNIE-Image-Aes)."""
+    """CPU seconds per photo of what a Ray decode task does for InternVL (read, decode, tile or squash, the uint8
+    views as bytes: Scorer.prepare(raw=True) and the stage's encoding) with 448-pixel views: 12 tiles + thumbnail
+    (HumanAesExpert) or one squash (ArtiMuse / ERNIE-Image-Aes)."""
     config = PreprocessConfig(mode="tiles" if tiles > 1 else "squash", max_tiles=12, decode=DecodeConfig(draft=draft))
 
     def prepare(path: Path):
         views = stack_views(SQUARE_VIEWS[config.mode](config, decode_image(path, config)))
-        return normalize(views, config.mean, config.std)
+        return views, np.ascontiguousarray(views).tobytes()
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp, f"{i}.jpg") for i in range(n)]
@@ -98,9 +102,9 @@ def decode_seconds(photo: tuple[int, int], tiles: int, draft: bool, n: int) -> f
         prepare(paths[0])  # warm-up
         start = time.process_time()
         for path in paths:
-            pixels = prepare(path)
+            views, _ = prepare(path)
         seconds = (time.process_time() - start) / n
-    assert pixels.shape == (tiles, 3, 448, 448), pixels.shape
+    assert views.shape == (tiles, 3, 448, 448), views.shape
     return seconds
 
 
@@ -140,12 +144,12 @@ def main() -> None:
     print(f"\nAssumed: {args.mfu:.0%} MFU of {args.peak_tflops:g} TFLOP/s; {args.images:.0e} images; decode CPUs for "
           "full-size (reference-exact) decoding of 1024x768 web photos / 8 MP camera photos")
     print("| model | tiles | scoring | GFLOP/image (counted) | images/s per GPU | GPU-hours | decode CPUs per GPU "
-          "| pixels between stages, MB/s per GPU |")
+          "| uint8 views between stages, MB/s per GPU |")
     print("|---|---|---|---|---|---|---|---|")
     for name, tiles, full, flops in rows:
         rate = args.mfu * peak / flops
         cpus = " / ".join(f"{rate * decode[photo, tiles, False]:.1f}" for photo in PHOTO_SIZES)
-        pixels = rate * tiles * 3 * 448 * 448 * 4 / 1e6
+        pixels = rate * tiles * 3 * 448 * 448 / 1e6
         print(f"| {name} | {tiles} | {'full' if full else 'fast'} | {flops / 1e9:,.0f} | {rate:,.1f} "
               f"| {args.images / rate / 3600:,.0f} | {cpus} | {pixels:,.0f} |")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

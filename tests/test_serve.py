@@ -22,8 +22,8 @@ from image_files import encode, huge_png, write_broken, write_photos
 from prometheus_client.parser import text_string_to_metric_families
 
 from beholder.cli import main
-from beholder.client import Client
-from beholder.io import read_scores
+from beholder.client import Client, RemoteScorer
+from beholder.io import read_scores, read_table
 from beholder.serve.batching import BatchEngine, Overloaded
 from beholder.serve.launch import ServerProcess
 from beholder.serve.server import listen
@@ -325,6 +325,41 @@ def test_score_cli_through_the_server_writes_the_local_table(server, tiny_intern
     expected = json.loads(Path(f"{local}.provenance.json").read_text())
     assert provenance["source"] == server.url and provenance["weights_sha256"] == expected["weights_sha256"]
     assert provenance["mode"] == "full" and provenance["preprocess"] == expected["preprocess"]
+
+
+def test_annotate_cli_through_the_server_writes_the_local_table(server, tiny_internvl, tmp_path, capsys):
+    write_photos(tmp_path / "photos", 3)
+    (tmp_path / "photos" / "text.jpg").write_bytes(b"not an image")
+    local, remote = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    common = ["annotate", str(tmp_path / "photos"), "--max-new-tokens", "12", "--no-progress"]
+    assert main([*common, "-m", str(tiny_internvl), "-o", str(local)]) == 1
+    via_server = [*common, "--server", server.url, "--api-key-file", str(server.key_file)]
+    assert main([*via_server, "-o", str(remote), "--decode-workers", "3"]) == 1, capsys.readouterr().err
+    local_rows, remote_rows = read_table(local).to_pylist(), read_table(remote).to_pylist()
+    assert [r["path"] for r in remote_rows] == [r["path"] for r in local_rows] and len(remote_rows) == 4
+    for mine, theirs in zip(remote_rows, local_rows):
+        if theirs["error"]:
+            assert mine["error"].split(":")[0] == theirs["error"].split(":")[0] == "ImageError"
+        else:
+            assert mine == theirs  # the same greedy text and the levels read from it
+    provenance = json.loads(Path(f"{remote}.provenance.json").read_text())
+    assert provenance["source"] == server.url and provenance["generation"] == {"do_sample": False, "max_new_tokens": 12}
+    capsys.readouterr()
+    assert main([*via_server, "--sample"]) == 2
+    assert "--sample: a server annotates greedily" in capsys.readouterr().err
+
+
+def test_a_served_image_tower_is_refused_for_annotation_before_any_image_is_sent():
+    class LaionServer:  # what /v1/model says of a CLIP + MLP predictor
+        url = "http://127.0.0.1:1"
+
+        def model(self) -> dict:
+            return {"name": "laion-aesthetic-v2", "full": False, "annotates": False, "scale": [1.0, 10.0],
+                    "provenance": {}}
+
+    assert RemoteScorer(LaionServer()).annotate_tokens is None  # scoring it is fine
+    with pytest.raises(ValueError, match="'laion-aesthetic-v2' has no language model to annotate with"):
+        RemoteScorer(LaionServer(), annotate_tokens=160)
 
 
 def test_score_cli_with_an_unreachable_server_says_so(tmp_path, capsys):

@@ -6,8 +6,8 @@
         print(results[0].score, client.model()["scale"])
 
 `RemoteScorer` has the part of the Scorer interface that `beholder.pipeline` uses, so `beholder score --server
-URL` runs the same pipeline (inputs, outputs, provenance, resume) with the model on the server. Needs httpx
-(the `serve` extra).
+URL` and `beholder annotate --server URL` run the same pipeline (inputs, outputs, provenance, resume) with the
+model on the server. Needs httpx (the `serve` extra).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 
 from beholder.images import ImageError, ImageSource
 from beholder.pipeline import ModelFailure
-from beholder.results import ScoreResult
+from beholder.results import Annotation, ScoreResult
 
 _IMAGE_ERROR = "ImageError: "  # how a row says an image could not be decoded ("Type: message")
 T = TypeVar("T")
@@ -197,7 +197,7 @@ class RemoteItem:
     """One image the server has answered: its row, or why the server could not answer (stops the run)."""
 
     path: str | None
-    result: ScoreResult | None = None
+    result: ScoreResult | Annotation | None = None
     failure: ServerError | None = None
 
 
@@ -206,37 +206,46 @@ class ServerUnavailable(ModelFailure):
 
 
 class RemoteScorer:
-    """The Scorer interface `beholder.pipeline.score_inputs` uses, backed by a server.
+    """The Scorer interface `beholder.pipeline` uses for scoring or annotating, backed by a server.
 
-    `prepare`, which the pipeline runs in its decode threads, uploads the image and waits for its row: the
-    decode threads are the requests in flight, and the server batches them together. An image the server
-    cannot decode raises ImageError there, as `Scorer.prepare` does locally, so such rows count as bad inputs,
-    not model failures. `score_prepared` hands back the rows; if the server failed, it raises
-    ServerUnavailable, which stops the run with the rows so far saved.
+    `prepare`, which the pipeline runs in its decode threads, uploads the image and waits for its row (a score, or
+    with `annotate_tokens` an annotation): the decode threads are the requests in flight, and the server batches
+    them together. An image the server cannot decode raises ImageError there, as `Scorer.prepare` does locally,
+    so such rows count as bad inputs, not model failures. `score_prepared` / `annotate_prepared` hand back the
+    rows; if the server failed, they raise ServerUnavailable, which stops the run with the rows so far saved.
     """
 
-    def __init__(self, client: Client, *, full: bool | None = None):
-        """full: the scoring mode of every request (None: full when the model has the heads)."""
+    def __init__(self, client: Client, *, full: bool | None = None, annotate_tokens: int | None = None):
+        """full: the scoring mode of every request (None: full when the model has the heads). annotate_tokens:
+        annotate instead (the server's greedy annotation), at most this many new tokens per image."""
         info = client.model()
         self.client = client
         self.has_full: bool = info["full"]
         self.full = self.has_full if full is None else full
-        if self.full and not self.has_full:
+        self.annotates: bool = info.get("annotates", False)
+        self.annotate_tokens = annotate_tokens
+        if annotate_tokens is None and self.full and not self.has_full:
             raise ValueError(f"{client.url}: full scoring needs the Expert head and the MetaVoter, which model "
                              f"{info['name']!r} does not have; use fast scoring")
+        if annotate_tokens is not None and not self.annotates:
+            raise ValueError(f"{client.url}: model {info['name']!r} has no language model to annotate with")
         self.scale: tuple[float, float] = tuple(info["scale"])  # type: ignore[assignment]
         self.source = client.url  # how the user named the model
         self.provenance: dict[str, Any] = {**info["provenance"], "source": client.url}
 
     def prepare(self, source: ImageSource, path: str | None = None) -> RemoteItem:
         sent = Upload.of(source, path)  # ImageError: an unreadable file
+        annotating = self.annotate_tokens is not None
+        endpoint, params = (
+            ("/v1/annotate", {"max_new_tokens": self.annotate_tokens}) if annotating else ("/v1/score", _mode(self.full))
+        )
         try:
-            [row] = self.client.upload("/v1/score", [sent], _mode(self.full))
+            [row] = self.client.upload(endpoint, [sent], params)
         except ServerError as exc:
             if exc.status == 413:  # this one image is over the server's size limit
                 raise ImageError(f"too large for the server: {exc}") from exc
             return RemoteItem(path, failure=exc)
-        result = ScoreResult.from_row(row)
+        result = Annotation(**row) if annotating else ScoreResult.from_row(row)
         if result.error is not None and result.error.startswith(_IMAGE_ERROR):
             raise ImageError(result.error.removeprefix(_IMAGE_ERROR))
         return RemoteItem(path, result=result)
@@ -254,6 +263,19 @@ class RemoteScorer:
         self, items: Sequence[RemoteItem], *, full: bool | None = None, batch_size: int | None = None
     ) -> list[ScoreResult]:
         self.full_scoring(full)
+        return self._answers(items)
+
+    def annotate_prepared(
+        self, items: Sequence[RemoteItem], *, batch_size: int | None = None, max_new_tokens: int = 160,
+        do_sample: bool = False,
+    ) -> list[Annotation]:
+        """The annotations `prepare` fetched; other generation settings than it asked for are an error."""
+        if self.annotate_tokens != max_new_tokens or do_sample:
+            raise ValueError(f"this RemoteScorer annotates greedily with max_new_tokens={self.annotate_tokens}")
+        return self._answers(items)
+
+    def _answers(self, items: Sequence[RemoteItem]) -> list:
+        """The rows `prepare` fetched, in order; ServerUnavailable if the server failed any of them."""
         for item in items:
             if item.failure is not None:
                 raise ServerUnavailable(

@@ -129,7 +129,7 @@ def scoring(scorer: Scorer, *, full: bool | None = None, batch_size: int = 8) ->
 def annotating(scorer: Scorer, *, batch_size: int = 8, sample: bool = False, max_new_tokens: int | None = None) -> Task:
     """Annotate: the 12-line text, greedy by default; `sample` uses the official settings (sampling on, up to
     1024 new tokens, the model's own generation config otherwise)."""
-    if scorer.model.tokenizer is None:
+    if not scorer.annotates:
         raise UsageError(f"{scorer.source} is an image-embedding model: it has no language model to annotate with")
     generation = {"do_sample": sample, "max_new_tokens": max_new_tokens or (1024 if sample else 160)}
 

@@ -61,6 +61,11 @@ class Scorer:
         return tuple(self.config.scale)
 
     @property
+    def annotates(self) -> bool:
+        """Whether the model has a language model to write annotations with (image towers have none)."""
+        return self.model.tokenizer is not None
+
+    @property
     def has_full(self) -> bool:
         return self.config.has_full
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from beholder.cli.common import MODEL_HELP, add_model_options, load_scorer
 from beholder.cli.exits import failed_status
-from beholder.cli.remote import connect_scorer
 from beholder.errors import UsageError
 
 if TYPE_CHECKING:
+    from beholder.client import RemoteScorer
     from beholder.io import TableTotals
     from beholder.pipeline import RunSummary, Task
     from beholder.scoring import Scorer
@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 INTERRUPT_HINT = "the rows so far are saved: run the same command again to resume"
 
 
-def add_batch_options(parser: argparse.ArgumentParser, verb: str, *, remote: bool = False) -> argparse._ArgumentGroup:
-    """INPUT..., -m (or with `remote`, --server), -o, the model options and the input/output options; returns the
-    model group."""
+def add_batch_options(
+    parser: argparse.ArgumentParser, verb: str, *, remote: Callable[[argparse.Namespace], RemoteScorer] | None = None
+) -> argparse._ArgumentGroup:
+    """INPUT..., -m (or, given `remote`, --server: the served model `remote(args)` connects to), -o, the model
+    options and the input/output options; returns the model group."""
     from beholder.pipeline import default_decode_workers
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob, manifest or .tar shard")
@@ -33,6 +35,7 @@ def add_batch_options(parser: argparse.ArgumentParser, verb: str, *, remote: boo
     if remote:
         source.add_argument("--server", metavar="URL", help=f"{verb} on a `beholder serve` service, not locally")
         parser.add_argument("--api-key-file", metavar="FILE", help="with --server: the key the server asks for")
+        parser.set_defaults(connect=remote)
     parser.add_argument("-o", "--output", metavar="OUT", help="table to write: .jsonl, .csv or .parquet")
     model = parser.add_argument_group("model")
     add_model_options(model)
@@ -79,7 +82,7 @@ def run_batch(
     )
     if writer is not None and writer.complete:
         return report_complete(writer.output, writer.totals())
-    scorer = connect_scorer(args) if getattr(args, "server", None) else load_scorer(args)
+    scorer = args.connect(args) if getattr(args, "server", None) else load_scorer(args)
     sink = writer if writer is not None else MemorySink()
     try:
         with writer if writer is not None else nullcontext():

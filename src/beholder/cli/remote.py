@@ -1,4 +1,5 @@
-"""`beholder score --server URL`: the model of a `beholder serve` service as the scorer of the local pipeline."""
+"""`beholder score --server URL` and `beholder annotate --server URL`: the model of a `beholder serve` service as
+the scorer of the local pipeline."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def connect_scorer(args: argparse.Namespace) -> RemoteScorer:
     return remote_scorer(args, args.server, full=False if args.fast else None)
 
 
+def connect_annotator(args: argparse.Namespace) -> RemoteScorer:
+    """The served model, annotating (greedily: the server's /v1/annotate has no sampling)."""
+    refuse_model_options(args)
+    if args.sample:
+        raise UsageError("--sample: a server annotates greedily; sample with a local model (-m)")
+    return remote_scorer(args, args.server, full=None, annotate_tokens=args.max_new_tokens or 160)
+
+
 def refuse_model_options(args: argparse.Namespace) -> None:
     """Model options set on the command line when no model is loaded here: the server's settings, an error."""
     local = {"--device": args.device != "auto", "--dtype": args.dtype != "auto", "--max-tiles": args.max_tiles,
@@ -28,10 +37,16 @@ def refuse_model_options(args: argparse.Namespace) -> None:
         raise UsageError(f"{', '.join(k for k, v in local.items() if v)}: the server's settings, not the client's")
 
 
-def remote_scorer(args: argparse.Namespace, url: str, *, full: bool | None) -> RemoteScorer:
-    """The model served at `url` (with --api-key-file's key), scoring in one mode (`full`, as RemoteScorer)."""
+def remote_scorer(
+    args: argparse.Namespace, url: str, *, full: bool | None, annotate_tokens: int | None = None
+) -> RemoteScorer:
+    """The model served at `url` (with --api-key-file's key), scoring in one mode (`full`) or annotating (with
+    `annotate_tokens`), as RemoteScorer; a model that cannot do that is a usage error."""
     require("httpx", "serve", "--server")
     from beholder.client import Client, RemoteScorer
 
     api_key = Path(args.api_key_file).read_text(encoding="utf-8").strip() if args.api_key_file else None
-    return RemoteScorer(Client(url, api_key=api_key), full=full)
+    try:
+        return RemoteScorer(Client(url, api_key=api_key), full=full, annotate_tokens=annotate_tokens)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc

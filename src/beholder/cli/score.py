@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from beholder.cli.batch import add_batch_options, run_batch
 from beholder.cli.exits import EXIT_STATUS_HELP
+from beholder.cli.remote import connect_scorer
 from beholder.errors import UsageError
 from beholder.io.keys import key_to_text, printable
 from beholder.standard import DIMENSIONS, DISPLAY_NAMES, score_to_level
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     from beholder.cli import cascade, score_ray
 
-    add_batch_options(p, "score", remote=True)
+    add_batch_options(p, "score", remote=connect_scorer)
     p.add_argument(
         "--fast",
         action="store_true",

@@ -84,6 +84,7 @@ class ScoringService:
             "name": self.scorer.config.name,
             "scale": list(self.scorer.scale),
             "full": self.scorer.has_full,
+            "annotates": self.scorer.annotates,
             "default_mode": "full" if self.default_full else "fast",
             "heads": dataclasses.asdict(self.scorer.config.heads),
             "preprocess": provenance["preprocess"],
