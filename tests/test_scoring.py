@@ -272,3 +272,12 @@ def test_raw_views_score_as_finished_ones_and_normalise_in_torch_to_the_bit(back
     assert mixed.dtype == dtype
     assert torch.equal(mixed, inputs([finished[0].visual, finished[1].visual])["pixel_values"])
     assert [r.to_row() for r in scorer.score_prepared(raw)] == [r.to_row() for r in scorer.score_prepared(finished)]
+
+
+def test_prepare_leaves_the_normalising_to_a_gpu_and_does_it_for_a_cpu(internvl_scorer, monkeypatch):
+    image = make_image(120, 90)
+    assert internvl_scorer.prepare(image).visual.pixels.dtype == np.float32  # a CPU model: finished here
+    hf_class = type(internvl_scorer.model.backbone.model)
+    monkeypatch.setattr(hf_class, "device", property(lambda self: torch.device("cuda")))
+    assert internvl_scorer.prepare(image).visual.pixels.dtype == np.uint8  # a GPU normalises on arrival
+    assert internvl_scorer.prepare(image, raw=False).visual.pixels.dtype == np.float32

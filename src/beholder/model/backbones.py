@@ -99,6 +99,11 @@ class Backbone:
     def collate(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    @property
+    def normalises_on_device(self) -> bool:
+        """Whether raw views go to the model as uint8 and are normalised there (on a GPU), not on the host."""
+        return self.model.device.type == "cuda"
+
     def model_inputs(self, visuals: list[Visual]) -> dict[str, torch.Tensor]:
         """`collate`'s tensors on the model's device, pixel values in its dtype.
 
@@ -109,7 +114,7 @@ class Backbone:
         host (numpy's fused passes are cheaper than torch's there)."""
         device, dtype = self.model.device, self.model.dtype
         raw = [visual.pixels.dtype == np.uint8 for visual in visuals]
-        if any(raw) and (device.type == "cpu" or not all(raw)):
+        if any(raw) and not (self.normalises_on_device and all(raw)):
             visuals = [self.finish(visual) for visual in visuals]
         images = self.collate(visuals)
         pixels = images.pop("pixel_values", None)
