@@ -236,9 +236,10 @@ class RemoteScorer:
     def prepare(self, source: ImageSource, path: str | None = None) -> RemoteItem:
         sent = Upload.of(source, path)  # ImageError: an unreadable file
         annotating = self.annotate_tokens is not None
-        endpoint, params = (
-            ("/v1/annotate", {"max_new_tokens": self.annotate_tokens}) if annotating else ("/v1/score", _mode(self.full))
-        )
+        if annotating:
+            endpoint, params = "/v1/annotate", {"max_new_tokens": self.annotate_tokens}
+        else:
+            endpoint, params = "/v1/score", _mode(self.full)
         try:
             [row] = self.client.upload(endpoint, [sent], params)
         except ServerError as exc:

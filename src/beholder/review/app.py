@@ -12,9 +12,10 @@
 
 Images are named by row id only: no request can name a file, so the page shows the images under review and
 nothing else. With a key (`--api-key-file`), nothing but the health probes answers a browser that was not let in
-with it, or a client that does not send it (serve.security.BrowserKeyGate). Writes take JSON bodies only (a page on another site cannot send one without a CORS preflight, which
-is refused), on a loopback address only loopback host names are answered (no DNS rebinding), and the page's
-content security policy lets it load nothing from anywhere but this server, nor be framed by another site.
+with it, or a client that does not send it (serve.security.BrowserKeyGate). Writes take JSON bodies only (a page
+on another site cannot send one without a CORS preflight, which is refused), on a loopback address only loopback
+host names are answered (no DNS rebinding), and the page's content security policy lets it load nothing from
+anywhere but this server, nor be framed by another site.
 """
 
 from __future__ import annotations
