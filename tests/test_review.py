@@ -349,7 +349,12 @@ def test_review_exports_and_summaries_without_a_server(tables, tmp_path, capsys)
     assert "judged 1: A 0, B 0, tie 1" in printed and "p.report.json" in printed
     assert json.loads((tmp_path / "p.report.json").read_text())["pairs"] == 20
     assert main(["review", str(a), str(b), "--static", str(html)]) == 2  # A/B needs --group-by
-    assert main(["review", str(a), str(b), "--group-by", "prompt", "--static", str(html)]) == 2
+    assert main(["review", str(a), str(b), "--group-by", "prompt", "--decisions", str(picks), "--static", str(html),
+                 "--thumbnail-cache", str(tmp_path / "cache")]) == 0  # fmt: skip
+    page = html.read_text()
+    assert page.count("data:image/jpeg;base64,") == 2 * len(pairs.pairs)  # both images of every pair, and blind:
+    assert "a_path" not in page and pairs.pairs[0].a_path not in page  # no path, score or model name on it
+    assert '"ties": 1' in page and '"judged": 1' in page  # the preference report, embedded
     assert main(["review", str(a), "--decisions", str(picks), "--summary"]) == 2  # a picks file is no review's
     assert main(["review", str(tmp_path / "absent.parquet")]) == 101
 

@@ -168,6 +168,19 @@ def test_an_ab_review_produces_the_preference_report(page, tmp_path):
         expected["A"], expected["B"], expected["tie"], 6
     )  # fmt: skip
     assert "win rate of A" in server.output() and "scorer-human agreement" in server.output()
+    from beholder.cli import main
+
+    html = tmp_path / "ab.html"  # the same review as a static page: read-only, with its picks and its report
+    assert main(["review", str(a), str(b), "--group-by", "prompt", "--top-k", "2", "--decisions", str(picks),
+                 "--static", str(html), "--thumbnail-cache", str(tmp_path / "cache")]) == 0  # fmt: skip
+    open_page(page, html.as_uri())
+    assert page.inner_text("#progress-text") == "6 of 6 pairs judged"
+    page.keyboard.press("ArrowLeft")
+    assert "read-only" in page.inner_text("#toast")
+    page.keyboard.press("r")
+    page.wait_for_selector(".report")
+    shown = page.inner_text(".report")
+    assert f"A {expected['A']} · B {expected['B']} · tie {expected['tie']}" in shown and "6 of 6 pairs" in shown
 
 
 def test_a_keyed_review_lets_in_the_browser_opened_with_its_key_and_nobody_else(page, browser, tmp_path):

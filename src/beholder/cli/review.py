@@ -107,11 +107,10 @@ def run(args: argparse.Namespace) -> int:
     if args.static or args.export or args.summary:
         state = read_state(decisions, session.mode) if decisions.exists() else ReviewState(session.mode)
         if args.static:
-            if isinstance(session, PairSession):
-                raise UsageError("--static exports a review, not an A/B comparison")
             unreadable = write_static(session, state, thumbnails, args.static)
+            what = f"{len(session.pairs)} pairs" if isinstance(session, PairSession) else f"{len(session.rows)} images"
             note = f" ({unreadable} images could not be read)" if unreadable else ""
-            print(f"wrote {args.static}: {len(session.rows)} images{note}", file=sys.stderr)
+            print(f"wrote {args.static}: {what}{note}", file=sys.stderr)
         if args.export:
             from beholder.io import write_table
 

@@ -5,7 +5,7 @@
  * Enter opens the large view. Decisions are sent one at a time, in order, and the server saves each before it
  * answers. The cursor lives in the URL (#row=ID), so a reload comes back to the same card.
  * A/B mode: one pair at a time, side by side; left / right / tie.
- * Static mode (a `--static` export): the same page, read-only, its data and images embedded.
+ * Static mode (a `--static` export): the same page, read-only, its data and images embedded (A/B: and the report).
  */
 "use strict";
 (() => {
@@ -434,7 +434,9 @@
     $("title").textContent = `A/B · same ${data.groupBy} · blind`;
     $("filters").innerHTML = "";
     $("actions").innerHTML = `<button class="btn" id="report-button" title="the preference report (r)">report</button>` +
-      ["csv", "jsonl", "parquet"].map((f) => `<a href="api/export.${f}" download title="picks as a ${f} table">${f}</a>`).join("");
+      (readOnly
+        ? `<span class="btn" title="a static export: picks cannot change">read-only</span>`
+        : ["csv", "jsonl", "parquet"].map((f) => `<a href="api/export.${f}" download title="picks as a ${f} table">${f}</a>`).join(""));
     $("report-button").onclick = showReport;
     const wanted = Number(new URLSearchParams(location.hash.slice(1)).get("pair"));
     const resume = data.resume ?? -1;
@@ -464,6 +466,7 @@
   }
 
   function pick(side) {
+    if (readOnly) return toast("a read-only export: picks cannot change here");
     const pair = P.pairs[P.cursor];
     if (!pair) return;
     const before = P.picks.get(pair.id);
@@ -485,7 +488,7 @@
   }
 
   async function showReport() {
-    const r = await api("report");
+    const r = readOnly ? embedded.report : await api("report");
     const rate = (p) => (p.n ? `${(100 * p.rate).toFixed(1)}% (${p.count}/${p.n}), ${Math.round(100 * r.confidence)}% CI ${(100 * p.ci_low).toFixed(1)}–${(100 * p.ci_high).toFixed(1)}%` : "–");
     const rows = [
       ["A", esc(r.a)], ["B", esc(r.b)], ["judged", `${r.judged} of ${r.pairs} pairs`],
@@ -516,6 +519,7 @@
   }
 
   function pairUndo() {
+    if (readOnly) return toast("a read-only export: nothing to undo");
     send("undo", {}).then(({ undone }) => {
       if (!undone) return toast("nothing to undo");
       if (undone.side) P.picks.set(undone.pair, undone.side); else P.picks.delete(undone.pair);
